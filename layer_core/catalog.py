@@ -1,0 +1,150 @@
+"""The model catalogue: what each model can produce and what it costs, as data.
+
+A provider plugin declares one `ModelSpec` per model. Prices are a table keyed
+``"<quality>/<size>"`` (either part may be ``*``) with the date they were read; every size a model
+declares must have a price for every quality it declares, so routing by cost and reporting cost
+read the same table and never disagree (and a cost is never silently zero or missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from layer_core.schema import QUALITIES, SIZES, Quality, Size, Style
+
+Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=6)]
+
+
+class ModelSpec(BaseModel):
+    """One model: its exact sizes, parameters, images per call, quality score and prices."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][\w.:/-]*$")
+    provider: str = Field(min_length=1)
+    sizes: tuple[Size, ...] = Field(min_length=1)
+    delivered: dict[Size, str] = Field(
+        default_factory=dict, description="pixel size actually returned, where it differs"
+    )
+    qualities: tuple[Quality, ...] = ()
+    styles: tuple[Style, ...] = ()
+    max_images_per_call: int = Field(1, ge=1, le=10)
+    supports_seed: bool = False
+    quality_score: float = Field(50.0, ge=0, le=100)
+    prices: dict[str, Price]
+    price_date: date
+    price_note: str = ""
+    deprecated: date | None = None
+    aliases: tuple[str, ...] = ()
+    placeholder: bool = Field(
+        False, description="draws stand-in images (the local model): always routed last"
+    )
+    max_prompt_chars: int | None = Field(None, ge=1)
+    display_name: str = ""
+
+    @field_validator("prices")
+    @classmethod
+    def _price_keys(cls, prices: dict[str, Decimal]) -> dict[str, Decimal]:
+        for key in prices:
+            quality, sep, size = key.partition("/")
+            if not sep or (quality != "*" and quality not in QUALITIES):
+                raise ValueError(f"price key {key!r} must be '<quality or *>/<size or *>'")
+            if size != "*" and size not in SIZES:
+                raise ValueError(f"price key {key!r}: {size!r} is not a layer size")
+        return prices
+
+    @model_validator(mode="after")
+    def _every_size_priced(self) -> ModelSpec:
+        for size in self.delivered:
+            if size not in self.sizes:
+                raise ValueError(f"delivered names {size}, which is not in sizes")
+        for quality in self.qualities or (None,):
+            for size in self.sizes:
+                if self.price(quality, size) is None:
+                    raise ValueError(
+                        f"no price for {quality or '*'}/{size}: every declared size needs a price "
+                        "for every declared quality"
+                    )
+        return self
+
+    def price(self, quality: Quality | None, size: Size) -> Decimal | None:
+        """Per-image USD for `quality` (None: the model has no quality setting) and `size`."""
+        q = quality or "*"
+        prices = self.prices
+        for key in (f"{q}/{size}", f"{q}/*", f"*/{size}", "*/*"):
+            found = prices.get(key)
+            if found is not None:
+                return found
+        return None
+
+    def served_quality(self, requested: Quality | None) -> Quality | None:
+        """The quality this model runs at for `requested`; None if it has no quality setting."""
+        if not self.qualities:
+            return None
+        if requested in self.qualities:
+            return requested
+        return "standard" if "standard" in self.qualities else self.qualities[0]
+
+    def delivered_size(self, size: Size) -> str:
+        """The pixel size that comes back when `size` is asked for."""
+        return self.delivered.get(size, size)
+
+    def with_prices(self, overrides: Mapping[str, Any]) -> ModelSpec:
+        """A copy with some prices replaced (plugins.toml `prices`), re-validated."""
+        merged = {**self.prices, **{k: Decimal(str(v)) for k, v in overrides.items()}}
+        return ModelSpec.model_validate({**self.model_dump(), "prices": merged})
+
+
+class Catalog(Mapping[str, ModelSpec]):
+    """Models by id, with aliases (e.g. `flux-schnell` for `black-forest-labs/flux-schnell`)."""
+
+    __slots__ = ("_by_id", "_names")
+
+    def __init__(self, specs: Iterable[ModelSpec] = ()) -> None:
+        self._by_id: dict[str, ModelSpec] = {}
+        self._names: dict[str, str] = {}
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: ModelSpec) -> None:
+        """Add a model; ValueError if its id is taken."""
+        if spec.id in self._names:
+            owner = self._by_id[self._names[spec.id]].provider
+            raise ValueError(f"model id {spec.id!r} is already declared by provider {owner!r}")
+        self._by_id[spec.id] = spec
+        self._names[spec.id] = spec.id
+        for alias in spec.aliases:
+            # an alias never shadows a real id; the first provider to claim an alias keeps it
+            self._names.setdefault(alias, spec.id)
+
+    def resolve(self, name: str) -> ModelSpec | None:
+        """The spec for an id or alias, or None."""
+        real = self._names.get(name)
+        return self._by_id[real] if real is not None else None
+
+    def names(self) -> list[str]:
+        """Every id and alias."""
+        return list(self._names)
+
+    def __getitem__(self, key: str) -> ModelSpec:
+        spec = self.resolve(key)
+        if spec is None:
+            raise KeyError(key)
+        return spec
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __repr__(self) -> str:
+        return f"Catalog({list(self._by_id)})"

@@ -1,0 +1,82 @@
+"""`layer check`: findings about a loaded config, each ("error" | "warning", message)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from layer_core.layer import Layer
+from layer_core.schema import SIZES
+
+Finding = tuple[Literal["error", "warning"], str]
+
+
+def check_layer(layer: Layer) -> list[Finding]:
+    """Every gate reachable, its declared size servable, its cost bound satisfiable."""
+    findings: list[Finding] = []
+    catalog = layer.catalog
+    unavailable = layer.unavailable()
+    today = datetime.now(UTC).date()
+    for info in layer.plugins():
+        if info.status == "failed":
+            findings.append(("warning", f"plugin {info.name!r} failed to load: {info.error}"))
+    for name in layer.config.plugin_settings:
+        if name not in layer.providers:
+            findings.append(
+                ("warning", f"[plugins.{name}]: no loaded provider named {name!r}; settings unused")
+            )
+    for gate in layer.gates().values():
+        where = f"[gates.{gate.id}]"
+        specs = []
+        for name in gate.pool:
+            spec = catalog.resolve(name)
+            if spec is None:
+                findings.append(
+                    (
+                        "warning",
+                        f"{where} model {name!r} is not in the catalogue "
+                        "(is its plugin installed?)",
+                    )
+                )
+                continue
+            specs.append(spec)
+            if spec.deprecated is not None and spec.deprecated <= today:
+                findings.append(
+                    ("warning", f"{where} {spec.id} was retired on {spec.deprecated.isoformat()}")
+                )
+            elif spec.deprecated is not None:
+                findings.append(
+                    ("warning", f"{where} {spec.id} retires on {spec.deprecated.isoformat()}")
+                )
+        live = [
+            s
+            for s in specs
+            if s.provider not in unavailable and (s.deprecated is None or s.deprecated > today)
+        ]
+        if not specs:
+            findings.append(("error", f"{where} unreachable: no model of its pool is installed"))
+        elif not live:
+            reasons = "; ".join(f"{s.id}: {unavailable.get(s.provider, 'retired')}" for s in specs)
+            findings.append(("warning", f"{where} no model is callable now ({reasons})"))
+        size = gate.defaults.size
+        if size is not None and specs and not any(size in s.sizes for s in specs):
+            findings.append(("error", f"{where} default size {size} is served by no model of it"))
+        if gate.max_cost_per_image is not None and specs:
+            cheapest = min(
+                min(s.price(q, sz) or 0 for q in (s.qualities or (None,)) for sz in s.sizes)
+                for s in specs
+            )
+            if cheapest > gate.max_cost_per_image:
+                findings.append(
+                    (
+                        "error",
+                        f"{where} max_cost_per_image ${gate.max_cost_per_image} is below every "
+                        f"model's cheapest price (${cheapest})",
+                    )
+                )
+        unservable = [z for z in SIZES if specs and not any(z in s.sizes for s in specs)]
+        if unservable and gate.defaults.size is None:
+            findings.append(
+                ("warning", f"{where} sizes no model of it serves: {', '.join(unservable)}")
+            )
+    return findings

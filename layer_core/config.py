@@ -1,0 +1,168 @@
+"""plugins.toml: finding it, reading it, and errors that name the key, the table and the fix.
+
+Resolution for `Layer(config=...)`: a path, a dict of the same shape, or None → `$LAYER_CONFIG` →
+`./plugins.toml` → the user config dir (`$XDG_CONFIG_HOME/layer/plugins.toml`) → built-in (no
+file: a `default` gate over every available model).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from layer_core.errors import ConfigError
+from layer_core.gates import Gate
+from layer_core.provider import Provider, ProviderSettings
+
+TOP_LEVEL_KEYS = ("ledger", "store_prompts", "plugins", "gates")
+PLUGINS_KEYS = ("load",)
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """A validated config. `source` says where it came from (a path, "dict" or "built-in")."""
+
+    source: str
+    ledger: str | bool = "sqlite"
+    store_prompts: bool = False
+    load: list[str] | None = None
+    plugin_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gates: dict[str, Gate] = field(default_factory=dict)
+
+
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "layer" / "plugins.toml"
+
+
+def find_config(config: ConfigSource) -> tuple[Mapping[str, Any], str]:
+    """The raw config mapping and where it came from."""
+    if isinstance(config, Mapping):
+        return config, "dict"
+    if config is not None:
+        return _read(Path(config)), str(config)
+    env = os.environ.get("LAYER_CONFIG")
+    if env:
+        return _read(Path(env)), env
+    for candidate in (Path("plugins.toml"), user_config_path()):
+        if candidate.is_file():
+            return _read(candidate), str(candidate)
+    return {}, "built-in"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _unknown(key: str, known: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+    return f"unknown key {key!r} ({hint})"
+
+
+def describe(exc: ValidationError, model: type[BaseModel]) -> str:
+    """A pydantic error as lines of `key: problem`, suggesting the right name for unknown keys."""
+    lines = []
+    for item in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(_unknown(loc, list(model.model_fields)))
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+            lines.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(lines)
+
+
+def load_config(config: ConfigSource) -> LayerConfig:
+    """Read and validate a config; raise `ConfigError` naming the table and key at fault."""
+    raw, source = find_config(config)
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"{source}: {_unknown(key, TOP_LEVEL_KEYS)} at the top level")
+    ledger = raw.get("ledger", "sqlite")
+    if not isinstance(ledger, (str, bool)) or ledger is True:
+        raise ConfigError(f'{source}: ledger must be "sqlite", a database URL, or false')
+    store_prompts = raw.get("store_prompts", False)
+    if not isinstance(store_prompts, bool):
+        raise ConfigError(f"{source}: store_prompts must be true or false")
+
+    plugins = raw.get("plugins", {})
+    if not isinstance(plugins, Mapping):
+        raise ConfigError(f"{source}: [plugins] must be a table")
+    load = plugins.get("load")
+    if load is not None and (
+        not isinstance(load, list) or not all(isinstance(n, str) for n in load)
+    ):
+        raise ConfigError(f"{source}: [plugins] load must be a list of plugin names")
+    settings: dict[str, dict[str, Any]] = {}
+    for name, table in plugins.items():
+        if name in PLUGINS_KEYS:
+            continue
+        if not isinstance(table, Mapping):
+            raise ConfigError(
+                f"{source}: [plugins] {name!r} must be a table of that plugin's settings "
+                f"([plugins.{name}]) or one of: {', '.join(PLUGINS_KEYS)}"
+            )
+        settings[name] = dict(table)
+
+    gates_raw = raw.get("gates", {})
+    if not isinstance(gates_raw, Mapping):
+        raise ConfigError(f"{source}: [gates] must be a table of [gates.<id>] tables")
+    gates: dict[str, Gate] = {}
+    for gate_id, table in gates_raw.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: [gates.{gate_id}] must be a table")
+        if "id" in table:
+            raise ConfigError(f"{source}: [gates.{gate_id}] {_unknown('id', list(_gate_keys()))}")
+        try:
+            gates[gate_id] = Gate.model_validate({"id": gate_id, **table})
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: [gates.{gate_id}] {describe(exc, Gate)}") from None
+    return LayerConfig(
+        source=source,
+        ledger=ledger,
+        store_prompts=store_prompts,
+        load=list(load) if load is not None else None,
+        plugin_settings=settings,
+        gates=gates,
+    )
+
+
+def _gate_keys() -> list[str]:
+    return [k for k in Gate.model_fields if k != "id"]
+
+
+def provider_settings(
+    provider: Provider,
+    table: Mapping[str, Any],
+    *,
+    source: str,
+    environ: Mapping[str, str] | None = None,
+) -> ProviderSettings:
+    """Validate `[plugins.<name>]` against the provider's Settings and fill the key from env."""
+    env = os.environ if environ is None else environ
+    model = provider.Settings
+    try:
+        settings = model.model_validate(dict(table))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: [plugins.{provider.name}] {describe(exc, model)}") from None
+    if settings.api_key is None:
+        var = settings.api_key_env or provider.key_env_var
+        value = env.get(var) if var else None
+        if value:
+            settings = settings.model_copy(update={"api_key": SecretStr(value)})
+    return settings

@@ -1,0 +1,219 @@
+"""Running a plan: split the count into calls, retry, fall back for the missing images only.
+
+For each candidate in plan order, the images still missing are split into calls of at most the
+model's `max_images_per_call`, run concurrently. A failed call is retried on the same model per
+the gate (honouring Retry-After up to `max_retry_wait`), then its images move to the next
+candidate, unless the error's kind is not in the gate's `fallback_on`, which stops the request.
+Images already delivered are kept and never paid twice. Every attempt is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from layer_core.errors import (
+    AllAttemptsFailed,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from layer_core.gates import Gate
+from layer_core.policy import Candidate, Plan
+from layer_core.provider import GenerationCall, Provider
+from layer_core.schema import MAX_SEED, Attempt, ImageOutput, ImageRequest
+
+Notify = Callable[..., None]
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every secret (4+ characters) replaced by `***`."""
+    for secret in secrets:
+        if len(secret) >= 4 and secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def split_count(count: int, per_call: int) -> list[int]:
+    """7 images at 3 per call → [3, 3, 1]."""
+    full, rest = divmod(count, per_call)
+    return [per_call] * full + ([rest] if rest else [])
+
+
+@dataclass
+class Outcome:
+    """What execution produced: images by slot, every attempt, and warnings to surface."""
+
+    images: list[ImageOutput] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def cost(self) -> Decimal:
+        return sum((image.cost_exact for image in self.images), Decimal(0))
+
+
+@dataclass
+class Executor:
+    """Executes one plan. Built per request by `Layer`; holds no state between requests."""
+
+    request: ImageRequest
+    gate: Gate
+    plan: Plan
+    providers: Mapping[str, Provider]
+    notify: Notify
+    secrets: Sequence[str] = ()
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    async def run(self) -> Outcome:
+        plan = self.plan
+        slots: dict[int, ImageOutput] = {}
+        outcome = Outcome()
+        missing = list(range(plan.count))
+        for candidate in plan.candidates:
+            if not missing:
+                break
+            per_call = candidate.model.max_images_per_call
+            groups = [missing[i : i + per_call] for i in range(0, len(missing), per_call)]
+            results = await asyncio.gather(
+                *(self._call(candidate, group, outcome.attempts) for group in groups)
+            )
+            stop: ProviderError | None = None
+            delivered_here = 0
+            for group, (images, error) in zip(groups, results, strict=True):
+                for slot, image in zip(group, images, strict=False):
+                    slots[slot] = image
+                    delivered_here += 1
+                if error is not None and error.kind not in self.gate.fallback_on:
+                    stop = stop or error
+            if delivered_here:
+                outcome.warnings.extend(w for w in candidate.warnings if w not in outcome.warnings)
+            missing = [slot for slot in range(plan.count) if slot not in slots]
+            if missing and stop is not None:
+                outcome.images = [slots[s] for s in sorted(slots)]
+                raise AllAttemptsFailed(
+                    plan.gate_id, outcome.attempts, outcome.images, plan.count, stopped_by=stop
+                )
+        outcome.images = [slots[s] for s in sorted(slots)]
+        if missing:
+            raise AllAttemptsFailed(plan.gate_id, outcome.attempts, outcome.images, plan.count)
+        return outcome
+
+    async def _call(
+        self, candidate: Candidate, slots: list[int], attempts: list[Attempt]
+    ) -> tuple[list[ImageOutput], ProviderError | None]:
+        """One call of `len(slots)` images on one model, with the gate's retries."""
+        spec = candidate.model
+        provider = self.providers[spec.provider]
+        gate = self.gate
+        plan = self.plan
+        seed = None
+        if spec.supports_seed and plan.seed is not None:
+            seed = (plan.seed + slots[0]) % (MAX_SEED + 1)
+        call = GenerationCall(
+            model=spec,
+            prompt=plan.prompt,
+            size=plan.size,
+            n=len(slots),
+            quality=candidate.quality,
+            style=candidate.style,
+            seed=seed,
+            timeout=gate.timeout,
+            options=self.options.get(spec.provider, {}),
+        )
+        retry = 0
+        while True:
+            started = time.perf_counter()
+            error: ProviderError | None = None
+            images: list[ImageOutput] = []
+            try:
+                async with asyncio.timeout(gate.timeout):
+                    images = await provider.generate(call)
+            except TimeoutError:
+                error = ProviderTimeout(
+                    f"no answer within the gate's timeout of {gate.timeout:g}s",
+                    provider=spec.provider,
+                    model=spec.id,
+                )
+            except ProviderError as exc:
+                error = exc
+            except Exception as exc:  # noqa: BLE001 - a provider let an SDK error escape
+                error = ProviderUnavailable(
+                    f"unmapped {type(exc).__name__} from the provider: {exc}",
+                    provider=spec.provider,
+                    model=spec.id,
+                )
+            latency = (time.perf_counter() - started) * 1000
+            if error is None:
+                images = [self._finish(candidate, call, image) for image in images[: call.n]]
+                if len(images) < call.n:
+                    error = ProviderUnavailable(
+                        f"returned {len(images)} of {call.n} images",
+                        provider=spec.provider,
+                        model=spec.id,
+                    )
+            if error is None:
+                attempts.append(
+                    Attempt(
+                        model=spec.id,
+                        provider=spec.provider,
+                        outcome="ok",
+                        requested=call.n,
+                        delivered=len(images),
+                        latency=latency,
+                        retry=retry,
+                    )
+                )
+                return images, None
+            error = self._clean(error, spec.provider, spec.id)
+            retry_after = getattr(error, "retry_after", None)
+            attempt = Attempt(
+                model=spec.id,
+                provider=spec.provider,
+                outcome="error",
+                requested=call.n,
+                delivered=len(images),
+                error=error.kind,
+                message=error.message,
+                latency=latency,
+                retry=retry,
+                retry_after=retry_after,
+            )
+            attempts.append(attempt)
+            self.notify("on_attempt_failed", request=self.request, attempt=attempt, error=error)
+            if images:  # a short delivery: keep what came, let the rest move on
+                return images, error
+            if error.retryable and retry < gate.retries:
+                wait = retry_after if retry_after is not None else gate.retry_backoff * 2**retry
+                if wait <= gate.max_retry_wait:
+                    await asyncio.sleep(wait)
+                    retry += 1
+                    continue
+            return [], error
+
+    def _finish(
+        self, candidate: Candidate, call: GenerationCall, image: ImageOutput
+    ) -> ImageOutput:
+        """Fill in what the core knows: model, provider, delivered size, seed, price-table cost."""
+        update: dict[str, Any] = {"model": candidate.model.id, "provider": candidate.model.provider}
+        if image.size is None:
+            update["size"] = candidate.model.delivered_size(call.size)
+        if image.seed is None and call.seed is not None:
+            update["seed"] = call.seed
+        if image.cost_source == "price_table":
+            update["cost_exact"] = candidate.price
+        return image.model_copy(update=update)
+
+    def _clean(self, error: ProviderError, provider: str, model: str) -> ProviderError:
+        """Attribute the error and strip every known secret from its text."""
+        error.provider = error.provider or provider
+        error.model = error.model or model
+        clean = redact(error.message, self.secrets)
+        if clean != error.message:
+            error.message = clean
+            error.args = (clean,)
+        return error

@@ -1,0 +1,119 @@
+"""Gates: named routing configs (`[gates.<id>]` in plugins.toml, or built in code)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from layer_core.errors import ERROR_KINDS, ErrorKind
+from layer_core.schema import Quality, Size, Style
+
+RoutingStrategy = Literal["single", "fallback", "round-robin", "cost", "quality"]
+ROUTING_STRATEGIES: tuple[RoutingStrategy, ...] = (
+    "single",
+    "fallback",
+    "round-robin",
+    "cost",
+    "quality",
+)
+OverrideField = Literal["model", "size", "quality", "style"]
+OVERRIDE_FIELDS: tuple[OverrideField, ...] = ("model", "size", "quality", "style")
+
+#: Errors that move a request on to the next model unless the gate says otherwise. Content
+#: rejections and invalid requests stop: rerouting a refused prompt is the app's decision, and
+#: an invalid request is a bug to see, not to hide behind another model.
+DEFAULT_FALLBACK_ON: tuple[ErrorKind, ...] = (
+    "rate_limited",
+    "unavailable",
+    "timeout",
+    "authentication",
+    "billing",
+)
+
+#: When a gate says nothing: the request may set size/quality/style, but not swap the model.
+DEFAULT_OVERRIDES: dict[OverrideField, bool] = {
+    "model": False,
+    "size": True,
+    "quality": True,
+    "style": True,
+}
+
+
+class GateDefaults(BaseModel):
+    """Values applied when a request omits them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: Size | None = None
+    quality: Quality | None = None
+    style: Style | None = None
+
+
+class Budget(BaseModel):
+    """Spend limit for a gate over a UTC calendar period."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amount: Annotated[Decimal, Field(gt=0)]
+    period: Literal["daily", "monthly"] = "monthly"
+    enforcement: Literal["block", "alert_only"] = "block"
+
+
+class Gate(BaseModel):
+    """A named routing config: the pool of models, how to order it, and what may be overridden."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    description: str = ""
+    model: str | None = None
+    fallback_models: tuple[str, ...] = ()
+    routing_strategy: RoutingStrategy = "fallback"
+    allow_overrides: bool | dict[OverrideField, bool] = Field(
+        default_factory=lambda: dict(DEFAULT_OVERRIDES)
+    )
+    defaults: GateDefaults = GateDefaults()
+    max_cost_per_image: Annotated[Decimal, Field(ge=0)] | None = None
+    retries: int = Field(0, ge=0, le=10, description="extra tries on the same model")
+    retry_backoff: float = Field(
+        0.25, ge=0, le=60, description="seconds before the first retry without Retry-After"
+    )
+    max_retry_wait: float = Field(
+        30.0, ge=0, description="longest Retry-After honoured; longer moves on at once"
+    )
+    timeout: float = Field(120.0, gt=0, le=3600, description="seconds per attempt")
+    fallback_on: tuple[ErrorKind, ...] = DEFAULT_FALLBACK_ON
+    budget: Budget | None = None
+
+    @field_validator("fallback_on", mode="before")
+    @classmethod
+    def _known_kinds(cls, value: object) -> object:
+        if isinstance(value, (list, tuple)):
+            for kind in value:
+                if kind not in ERROR_KINDS:
+                    raise ValueError(
+                        f"{kind!r} is not an error kind; use any of {list(ERROR_KINDS)}"
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _has_pool(self) -> Gate:
+        if not self.pool:
+            raise ValueError("a gate needs `model` or `fallback_models`")
+        if self.routing_strategy == "single" and self.model is None:
+            raise ValueError("routing_strategy 'single' needs `model`")
+        return self
+
+    @property
+    def pool(self) -> tuple[str, ...]:
+        """`model` then `fallback_models`, without repeats, in the order written."""
+        names = ((self.model,) if self.model else ()) + self.fallback_models
+        return tuple(dict.fromkeys(names))
+
+    def allows_override(self, field: OverrideField) -> bool:
+        """Whether a request may set `field` to something other than this gate's value."""
+        if isinstance(self.allow_overrides, bool):
+            return self.allow_overrides
+        return self.allow_overrides.get(field, DEFAULT_OVERRIDES[field])

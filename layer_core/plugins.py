@@ -1,0 +1,234 @@
+"""Loading plugins: one entry point at a time, each failure isolated and reported by name.
+
+Every `Layer` owns a `PluginHost`: its own pluggy manager, the plugins it loaded (with status),
+the providers they registered, and the observation hooks they implement. Entry points in group
+`layer` are discovered once per process; `LAYER_PLUGINS` (comma list) or plugins.toml's
+`[plugins] load` choose which load; `LAYER_STRICT_PLUGINS=1` turns a failure into an exception.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Literal
+
+import pluggy
+
+from layer_core import hookspecs
+from layer_core.errors import PluginLoadError, PluginRegistrationError
+from layer_core.provider import Provider
+
+log = logging.getLogger("layer.plugins")
+
+ENTRY_POINT_GROUP = "layer"
+OBSERVATION_HOOKS = ("on_request", "on_plan", "on_attempt_failed", "on_response")
+PluginStatus = Literal["ok", "failed", "disabled"]
+
+
+@dataclass
+class PluginInfo:
+    """What `layer plugins` shows for one plugin."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    status: PluginStatus = "ok"
+    error: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    providers: list[str] = field(default_factory=list)
+    note: str | None = None
+
+
+Observer = tuple[str, Callable[..., Any], tuple[str, ...]]
+
+
+@functools.cache
+def discovered_entry_points() -> tuple[metadata.EntryPoint, ...]:
+    """Entry points in group `layer`, read once per process (scanning installs is slow)."""
+    return tuple(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def strict_from_env() -> bool:
+    return os.environ.get("LAYER_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
+
+
+def allow_list_from_env() -> list[str] | None:
+    raw = os.environ.get("LAYER_PLUGINS")
+    if raw is None:
+        return None
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+class PluginHost:
+    """The plugins of one `Layer`: loaded, checked, and their providers registered."""
+
+    def __init__(self, *, strict: bool = False) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.strict = strict
+        self.plugins: list[PluginInfo] = []
+        self.providers: dict[str, Provider] = {}
+        self.provider_plugin: dict[str, str] = {}
+        self.observers: dict[str, tuple[Observer, ...]] = {}
+
+    # --- loading ---------------------------------------------------------------------------
+
+    def load_entry_points(self, allow: Sequence[str] | None) -> None:
+        """Load every discovered entry point that `allow` admits (None: all)."""
+        for ep in discovered_entry_points():
+            dist = ep.dist
+            info = PluginInfo(
+                name=ep.name,
+                distribution=dist.name if dist is not None else None,
+                version=dist.version if dist is not None else None,
+            )
+            if allow is not None and ep.name not in allow:
+                info.status = "disabled"
+                info.note = "not in LAYER_PLUGINS / [plugins] load"
+                self.plugins.append(info)
+                continue
+            if any(p.name == ep.name and p.status == "ok" for p in self.plugins):
+                self._fail(info, f"entry point name {ep.name!r} is used by two distributions")
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
+                self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
+                continue
+            self._add(plugin, info)
+
+    def add_objects(self, objects: Iterable[object]) -> None:
+        """Register plugin objects (modules, hookimpl holders, or Provider instances) directly."""
+        for index, obj in enumerate(objects):
+            if isinstance(obj, Provider):
+                info = PluginInfo(name=f"{getattr(obj, 'name', 'provider')}-object", note="object")
+                self.plugins.append(info)
+                self._register_provider(obj, info)
+                continue
+            name = getattr(obj, "__name__", None) or f"{type(obj).__name__}-{index}"
+            self._add(obj, PluginInfo(name=name, note="object"))
+
+    def _add(self, plugin: object, info: PluginInfo) -> None:
+        try:
+            self.pm.register(plugin, name=info.name)
+        except Exception as exc:  # noqa: BLE001 - pluggy validation or a duplicate name
+            self._fail(info, f"{type(exc).__name__}: {exc}")
+            return
+        unknown = [
+            caller.name
+            for caller in (self.pm.get_hookcallers(plugin) or [])
+            if not caller.has_spec()
+            and not any(i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin)
+        ]
+        if unknown:
+            self.pm.unregister(plugin)
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, _hook_names(), n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            self._fail(info, "unknown hook " + ", ".join(hints))
+            return
+        info.hooks = sorted(c.name for c in (self.pm.get_hookcallers(plugin) or []))
+        self.plugins.append(info)
+        for impl in self.pm.hook.register_providers.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            try:
+                impl.function(register=lambda p: self._register_provider(p, info))
+            except Exception as exc:  # noqa: BLE001 - the plugin's own code
+                self._forget(plugin, info)
+                self._fail(info, f"register_providers raised {type(exc).__name__}: {exc}")
+                return
+
+    def _register_provider(self, provider: object, info: PluginInfo) -> None:
+        if not isinstance(provider, Provider):
+            raise PluginRegistrationError(
+                info.name, f"registered {provider!r}, which is not a layer_core.Provider"
+            )
+        name = getattr(provider, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginRegistrationError(info.name, f"{type(provider).__name__} has no name")
+        if name in self.providers:
+            raise PluginRegistrationError(
+                info.name,
+                f"provider {name!r} is already registered by plugin {self.provider_plugin[name]!r}",
+            )
+        self.providers[name] = provider
+        self.provider_plugin[name] = info.name
+        info.providers.append(name)
+
+    def _forget(self, plugin: object, info: PluginInfo) -> None:
+        for name in info.providers:
+            self.providers.pop(name, None)
+            self.provider_plugin.pop(name, None)
+        info.providers.clear()
+        if self.pm.is_registered(plugin):
+            self.pm.unregister(plugin)
+        if info in self.plugins:
+            self.plugins.remove(info)
+
+    def drop_provider(self, name: str, reason: str) -> None:
+        """Remove a provider that failed after registration; its plugin is marked failed."""
+        self.providers.pop(name, None)
+        plugin = self.provider_plugin.pop(name, name)
+        for info in self.plugins:
+            if info.name == plugin:
+                info.status = "failed"
+                info.error = f"provider {name!r}: {reason}"
+                if name in info.providers:
+                    info.providers.remove(name)
+        log.warning("plugin %s: provider %s skipped: %s", plugin, name, reason)
+        if self.strict:
+            raise PluginLoadError(plugin, f"provider {name!r}: {reason}")
+
+    def _fail(self, info: PluginInfo, reason: str) -> None:
+        info.status = "failed"
+        info.error = reason
+        self.plugins.append(info)
+        log.warning("plugin %s skipped: %s", info.name, reason)
+        if self.strict:
+            raise PluginLoadError(info.name, reason)
+
+    def finish(self) -> None:
+        """Freeze the observation hooks: a hook no plugin implements costs nothing later."""
+        for hook_name in OBSERVATION_HOOKS:
+            caller = getattr(self.pm.hook, hook_name)
+            self.observers[hook_name] = tuple(
+                (impl.plugin_name, impl.function, tuple(impl.argnames))
+                for impl in reversed(caller.get_hookimpls())
+            )
+
+    # --- calling observation hooks -------------------------------------------------------
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation of an observation hook; one raising never stops the rest."""
+        for plugin_name, function, argnames in self.observers.get(hook_name, ()):
+            try:
+                function(**{name: kwargs[name] for name in argnames})
+            except Exception:
+                log.exception("plugin %s: hook %s raised; ignored", plugin_name, hook_name)
+
+
+def _hook_names() -> list[str]:
+    return [n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "layer_spec")]
+
+
+def build_host(
+    *,
+    allow: Sequence[str] | None,
+    extra: Iterable[object] = (),
+    strict: bool | None = None,
+    entry_points: bool = True,
+) -> PluginHost:
+    """Load plugins for one `Layer`: entry points (unless disabled), then `extra` objects."""
+    host = PluginHost(strict=strict_from_env() if strict is None else strict)
+    if entry_points:
+        host.load_entry_points(allow)
+    host.add_objects(extra)
+    host.finish()
+    return host

@@ -1,0 +1,289 @@
+"""Request and response models (pydantic v2).
+
+Python names are snake_case; every model also accepts and emits the camelCase wire names of the
+hosted gateway's JS SDK (`gateId`, `revisedPrompt`), so a JSON body from that SDK validates as is.
+Money is `Decimal` inside (`cost_exact`); `cost` is the float of the wire format.
+"""
+
+from __future__ import annotations
+
+import base64 as b64
+import binascii
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    computed_field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from layer_core.errors import ErrorKind, InvalidRequest
+
+Size = Literal[
+    "256x256", "512x512", "1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536"
+]
+Quality = Literal["standard", "hd"]
+Style = Literal["vivid", "natural"]
+SIZES: tuple[Size, ...] = get_args(Size)
+QUALITIES: tuple[Quality, ...] = get_args(Quality)
+STYLES: tuple[Style, ...] = get_args(Style)
+
+MAX_PROMPT_CHARS = 32_000
+MAX_COUNT = 10
+MAX_SEED = 2**32 - 1
+MAX_METADATA_KEYS = 32
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_BYTES = 4096
+DEFAULT_DOWNLOAD_LIMIT = 50 * 1024 * 1024
+
+MetadataValue = StrictStr | StrictInt | StrictFloat | StrictBool | None
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=False,
+    )
+
+
+class ImageData(_Wire):
+    """What to draw: the `data` of a request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
+    size: Size | None = None
+    quality: Quality | None = None
+    style: Style | None = None
+    count: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the prompt is empty; describe the image to generate")
+        return value
+
+
+def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValueError(f"{len(value)} keys; at most {MAX_METADATA_KEYS} are kept")
+    for key in value:
+        if not key or len(key) > MAX_METADATA_KEY_CHARS:
+            raise ValueError(f"key {key[:80]!r} must be 1..{MAX_METADATA_KEY_CHARS} characters")
+    size = len(json.dumps(value, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(
+            f"{size} bytes as JSON; the limit is {MAX_METADATA_BYTES} "
+            "(keep ids and labels here, not payloads)"
+        )
+    return value
+
+
+class ImageRequest(_Wire):
+    """One call: which gate, what to draw, an optional model override and metadata to record."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gate_id: str = "default"
+    data: ImageData
+    model: str | None = None
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+    _metadata_ok = field_validator("metadata")(_check_metadata)
+
+
+class ImageOutput(_Wire):
+    """One generated image: a `url` or `base64` PNG/JPEG/WebP, where it came from, its cost."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    url: str | None = None
+    base64: str | None = None
+    revised_prompt: str | None = None
+    model: str = ""
+    provider: str = ""
+    seed: int | None = None
+    size: str | None = Field(default=None, description="pixel size actually delivered, WxH")
+    mime_type: str = "image/png"
+    cost_exact: Decimal = Decimal(0)
+    cost_source: Literal["price_table", "provider_usage", "billing_time"] = "price_table"
+
+    @model_validator(mode="after")
+    def _has_image(self) -> ImageOutput:
+        if not self.url and not self.base64:
+            raise ValueError("an image output needs a url or base64 data")
+        return self
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cost(self) -> float:
+        """USD for this image, as a float (the wire format); `cost_exact` is the Decimal."""
+        return float(self.cost_exact)
+
+    def bytes(self, *, max_bytes: int = DEFAULT_DOWNLOAD_LIMIT, timeout: float = 60.0) -> bytes:
+        """The image bytes: decoded base64, or downloaded from an http(s) URL up to `max_bytes`."""
+        if self.base64 is not None:
+            return _decode_base64(self.base64)
+        assert self.url is not None
+        if self.url.startswith("data:"):
+            return _decode_base64(self.url.partition(",")[2])
+        return _download(self.url, max_bytes=max_bytes, timeout=timeout)
+
+    def save(self, path: str | Path, *, max_bytes: int = DEFAULT_DOWNLOAD_LIMIT) -> Path:
+        """Write the image to `path` (parents created) and return it."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(self.bytes(max_bytes=max_bytes))
+        return target
+
+    @property
+    def extension(self) -> str:
+        """File extension for `mime_type` (png, jpeg → jpg, webp)."""
+        sub = self.mime_type.partition("/")[2] or "png"
+        return {"jpeg": "jpg"}.get(sub, sub)
+
+
+AttemptOutcome = Literal["ok", "error"]
+
+
+class Attempt(_Wire):
+    """One call to one model: what it was asked, how it ended, how long it took."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str
+    provider: str
+    outcome: AttemptOutcome
+    requested: int
+    delivered: int = 0
+    error: ErrorKind | None = None
+    message: str | None = None
+    latency: float = Field(description="milliseconds")
+    retry: int = Field(0, description="0 for the first try of this call on this model")
+    retry_after: float | None = None
+
+
+class ImageResponse(_Wire):
+    """The answer to one request. `cost` is USD (float), `latency` milliseconds."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    model: str
+    images: list[ImageOutput]
+    cost_exact: Decimal
+    latency: float
+    gate_id: str
+    provider: str
+    attempts: list[Attempt] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cost(self) -> float:
+        """USD for the whole request, as a float (the wire format); `cost_exact` is the Decimal."""
+        return float(self.cost_exact)
+
+
+# --- turning bad input into errors people can act on ---------------------------------------
+
+_HINTS: dict[str, str] = {
+    "size": "use one of " + ", ".join(SIZES),
+    "quality": "use 'standard' or 'hd'",
+    "style": "use 'vivid' or 'natural'",
+    "count": f"ask for 1 to {MAX_COUNT} images",
+    "seed": f"use an integer from 0 to {MAX_SEED}, or omit it for a random seed",
+    "prompt": f"give 1 to {MAX_PROMPT_CHARS} characters",
+}
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    parts = [to_camel(p) if isinstance(p, str) and p[:1].islower() else str(p) for p in loc]
+    # keep python names for the top-level fields people type in Python
+    return ".".join(parts).replace("gateId", "gate_id")
+
+
+def problems_from(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """One `(field, message with the fix)` per pydantic error."""
+    problems: list[tuple[str, str]] = []
+    for item in error.errors(include_url=False):
+        loc = prefix + tuple(item["loc"])
+        field = _field_name(loc)
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field; remove it (fields: prompt, size, quality, style, count, seed)"
+            if len(loc) == 1:
+                message = "unknown field; remove it (fields: gate_id, data, model, metadata)"
+        elif "input" in item and item["type"] != "missing":
+            message = f"{item['input']!r}: {message}"
+        hint = _HINTS.get(str(loc[-1]))
+        if hint and item["type"] not in ("extra_forbidden", "value_error"):
+            message = f"{message}; {hint}"
+        problems.append((field, message))
+    return problems
+
+
+def parse_request(
+    gate_id: str,
+    data: ImageData | Mapping[str, Any],
+    model: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> ImageRequest:
+    """Build an `ImageRequest`; bad input raises `InvalidRequest` (field and fix per problem)."""
+    try:
+        return ImageRequest(
+            gate_id=gate_id,
+            data=data if isinstance(data, ImageData) else ImageData.model_validate(data),
+            model=model,
+            metadata=dict(metadata or {}),
+        )
+    except ValidationError as exc:
+        prefix = ("data",) if exc.title == "ImageData" else ()
+        raise InvalidRequest(problems_from(exc, prefix)) from None
+
+
+def _decode_base64(data: str) -> bytes:
+    try:
+        return b64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"image base64 data is malformed: {exc}") from None
+
+
+def _download(url: str, *, max_bytes: int, timeout: float) -> bytes:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"cannot download {url[:40]!r}: only http(s) and data: URLs are supported")
+    import httpx
+
+    with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as reply:
+        reply.raise_for_status()
+        declared = int(reply.headers.get("content-length") or 0)
+        if declared > max_bytes:
+            raise ValueError(f"image is {declared} bytes, over max_bytes={max_bytes}")
+        chunks: list[bytes] = []
+        total = 0
+        for chunk in reply.iter_bytes():
+            total += len(chunk)
+            if total > max_bytes:
+                raise ValueError(f"image is over max_bytes={max_bytes}")
+            chunks.append(chunk)
+    return b"".join(chunks)

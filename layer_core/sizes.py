@@ -1,0 +1,88 @@
+"""Size arithmetic shared by every provider: WxH ↔ aspect ratio, megapixels, snapped dimensions.
+
+Providers that take an aspect ratio (Flux, Stability) rather than pixels use `aspect_ratio_for`
+to map a request's size onto the ratios they accept; a model declares a size only where the image
+it returns has that ratio (within `tolerance`), and reports the pixels it really delivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fractions import Fraction
+
+from layer_core.schema import SIZES, Size
+
+#: How far (relative) a delivered ratio may be from the requested one and still count as it:
+#: 1792x1024 is 7:4 (1.750), served as 16:9 (1.778), 1.6% apart.
+DEFAULT_TOLERANCE = 0.02
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """'1792x1024' → (1792, 1024)."""
+    width, sep, height = size.partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise ValueError(f"size {size!r} is not WIDTHxHEIGHT")
+    return int(width), int(height)
+
+
+def ratio_value(ratio: str) -> float:
+    """'16:9' → 1.777…"""
+    width, sep, height = ratio.partition(":")
+    if not sep:
+        raise ValueError(f"aspect ratio {ratio!r} is not W:H")
+    return float(width) / float(height)
+
+
+def exact_ratio(size: str) -> str:
+    """'1536x1024' → '3:2', '1792x1024' → '7:4' (reduced, not snapped)."""
+    width, height = parse_size(size)
+    fraction = Fraction(width, height)
+    return f"{fraction.numerator}:{fraction.denominator}"
+
+
+def aspect_ratio_for(
+    size: str, allowed: Iterable[str], *, tolerance: float = DEFAULT_TOLERANCE
+) -> str | None:
+    """The ratio in `allowed` closest to `size`'s, if within `tolerance` (relative); else None."""
+    width, height = parse_size(size)
+    wanted = width / height
+    best: tuple[float, str] | None = None
+    for ratio in allowed:
+        off = abs(ratio_value(ratio) - wanted) / wanted
+        if off <= tolerance and (best is None or off < best[0]):
+            best = (off, ratio)
+    return best[1] if best else None
+
+
+def sizes_for_ratios(
+    allowed: Iterable[str], *, tolerance: float = DEFAULT_TOLERANCE
+) -> tuple[Size, ...]:
+    """Every layer size that some ratio in `allowed` serves, in layer's size order."""
+    ratios = tuple(allowed)
+    return tuple(s for s in SIZES if aspect_ratio_for(s, ratios, tolerance=tolerance) is not None)
+
+
+def megapixels(size: str) -> float:
+    """'1024x1024' → 1.048576."""
+    width, height = parse_size(size)
+    return width * height / 1_000_000
+
+
+def dimensions_for(ratio: str, total_pixels: int, *, multiple: int = 16) -> tuple[int, int]:
+    """Width and height for `ratio` with about `total_pixels`, each a multiple of `multiple`.
+
+    This is how ratio-based models size their output (e.g. Flux: 16:9 at 1 MP → 1344x768).
+    """
+    value = ratio_value(ratio)
+    height = (total_pixels / value) ** 0.5
+    width = height * value
+
+    def snap(x: float) -> int:
+        return max(multiple, round(x / multiple) * multiple)
+
+    return snap(width), snap(height)
+
+
+def format_size(width: int, height: int) -> str:
+    """(1344, 768) → '1344x768'."""
+    return f"{width}x{height}"

@@ -1,0 +1,171 @@
+"""Properties of the routing policy, stated with hypothesis over random catalogues and gates."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from layer_core import NoEligibleModel
+from layer_core.catalog import Catalog
+from layer_core.gates import Gate
+from layer_core.policy import DEFAULT_SIZE, Plan, ProviderState, plan
+from layer_core.schema import ImageRequest
+from layer_core.testing.strategies import catalogs, gates, image_requests, provider_states
+
+#: Enough examples to mean it; raise with LAYER_HYPOTHESIS_EXAMPLES for a longer hunt.
+EXAMPLES = settings(
+    max_examples=int(os.environ.get("LAYER_HYPOTHESIS_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@st.composite
+def worlds(draw: st.DrawFn, **gate_kw: Any) -> tuple[ImageRequest, Gate, Catalog, ProviderState]:
+    catalog = draw(catalogs())
+    gate = draw(gates(catalog, **gate_kw))
+    state = draw(provider_states(catalog))
+    request = draw(image_requests(gate_id=gate.id))
+    return request, gate, catalog, state
+
+
+def fitted(request: ImageRequest, gate: Gate) -> tuple[str, Any, Any]:
+    data = request.data
+    size = data.size or gate.defaults.size or DEFAULT_SIZE
+    return size, data.quality or gate.defaults.quality, data.style or gate.defaults.style
+
+
+@EXAMPLES
+@given(worlds())
+def test_every_candidate_can_serve_the_request(world: Any) -> None:
+    request, gate, catalog, state = world
+    result = plan(request, gate, catalog, state)
+    size, quality, _ = fitted(request, gate)
+    for candidate in result.candidates:
+        spec = candidate.model
+        assert size in spec.sizes
+        assert request.data.seed is None or spec.supports_seed
+        assert spec.provider not in state.unavailable
+        assert spec.deprecated is None or spec.deprecated > state.today
+        assert candidate.quality == spec.served_quality(quality)
+        assert candidate.style is None or candidate.style in spec.styles
+
+
+@EXAMPLES
+@given(worlds())
+def test_estimated_cost_is_the_table_price_times_count(world: Any) -> None:
+    request, gate, catalog, state = world
+    result = plan(request, gate, catalog, state)
+    size, _, _ = fitted(request, gate)
+    for candidate in result.candidates:
+        assert candidate.price == candidate.model.price(candidate.quality, size)
+        assert candidate.estimated_cost == candidate.price * request.data.count
+
+
+@EXAMPLES
+@given(worlds())
+def test_no_candidate_exceeds_max_cost_or_the_budget_left(world: Any) -> None:
+    request, gate, catalog, state = world
+    result = plan(request, gate, catalog, state)
+    for candidate in result.candidates:
+        if gate.max_cost_per_image is not None:
+            assert candidate.price <= gate.max_cost_per_image
+        if state.budget_left is not None:
+            assert candidate.estimated_cost <= state.budget_left
+
+
+@EXAMPLES
+@given(worlds(strategies=["cost"]))
+def test_cost_strategy_orders_real_models_by_non_decreasing_price(world: Any) -> None:
+    request, gate, catalog, state = world
+    result = plan(request, gate, catalog, state)
+    real = [c.price for c in result.candidates if not c.model.placeholder]
+    assert real == sorted(real)
+
+
+@EXAMPLES
+@given(worlds(strategies=["quality"]))
+def test_quality_strategy_orders_by_non_increasing_quality_score(world: Any) -> None:
+    request, gate, catalog, state = world
+    result = plan(request, gate, catalog, state)
+    scores = [c.model.quality_score for c in result.candidates if not c.model.placeholder]
+    assert scores == sorted(scores, reverse=True)
+
+
+@EXAMPLES
+@given(worlds())
+def test_placeholders_are_always_tried_after_real_models(world: Any) -> None:
+    request, gate, catalog, state = world
+    flags = [c.model.placeholder for c in plan(request, gate, catalog, state).candidates]
+    assert flags == sorted(flags)
+
+
+@EXAMPLES
+@given(worlds())
+def test_same_inputs_give_the_same_plan(world: Any) -> None:
+    request, gate, catalog, state = world
+    assert plan(request, gate, catalog, state) == plan(request, gate, catalog, state)
+
+
+@EXAMPLES
+@given(worlds())
+def test_every_pool_model_is_a_candidate_or_rejected_with_a_reason(world: Any) -> None:
+    request, gate, catalog, state = world
+    result = plan(request, gate, catalog, state)
+    chosen = [c.id for c in result.candidates]
+    rejected = [r.model for r in result.rejected]
+    assert len(set(chosen)) == len(chosen), "a model is tried twice"
+    assert not set(chosen) & set(rejected)
+    pool_ids = {catalog.resolve(n).id if n in catalog else n for n in gate.pool}  # type: ignore[union-attr]
+    assert set(chosen) | set(rejected) == pool_ids
+    for rejection in result.rejected:
+        assert rejection.reason.startswith(f"{rejection.model}: ")
+        assert len(rejection.reason) > len(rejection.model) + 5
+
+
+@EXAMPLES
+@given(worlds())
+def test_a_pool_where_nothing_fits_gives_an_error_listing_every_reason(world: Any) -> None:
+    request, gate, catalog, state = world
+    result = plan(request, gate, catalog, state)
+    if result.candidates:
+        return
+    error = NoEligibleModel(gate.id, result.rejected)
+    for rejection in result.rejected:
+        assert rejection.reason in str(error)
+
+
+@EXAMPLES
+@given(worlds(strategies=["round-robin"]), st.integers(0, 50))
+def test_round_robin_rotates_the_same_candidates(world: Any, turn: int) -> None:
+    request, gate, catalog, state = world
+    base = plan(request, gate, catalog, state)
+    other = plan(
+        request,
+        gate,
+        catalog,
+        ProviderState(
+            unavailable=state.unavailable,
+            today=state.today,
+            rotation=turn,
+            budget_left=state.budget_left,
+        ),
+    )
+    real = [c.id for c in base.candidates if not c.model.placeholder]
+    rotated = [c.id for c in other.candidates if not c.model.placeholder]
+    assert sorted(real) == sorted(rotated)
+    if real:
+        start = real.index(rotated[0])
+        assert rotated == real[start:] + real[:start]
+
+
+@EXAMPLES
+@given(worlds(strategies=["single"]))
+def test_single_strategy_only_ever_uses_the_primary(world: Any) -> None:
+    request, gate, catalog, state = world
+    result: Plan = plan(request, gate, catalog, state)
+    assert len(result.candidates) <= 1
+    if result.candidates:
+        assert result.candidates[0].model is catalog.resolve(gate.pool[0])

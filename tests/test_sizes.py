@@ -1,0 +1,50 @@
+"""The shared size helper providers use to map sizes onto aspect ratios."""
+
+from __future__ import annotations
+
+import pytest
+
+from layer_core.sizes import (
+    aspect_ratio_for,
+    dimensions_for,
+    exact_ratio,
+    megapixels,
+    parse_size,
+    sizes_for_ratios,
+)
+
+FLUX = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
+
+
+@pytest.mark.parametrize(
+    ("size", "ratio"),
+    [
+        ("1024x1024", "1:1"),
+        ("256x256", "1:1"),
+        ("1792x1024", "16:9"),
+        ("1024x1792", "9:16"),
+        ("1536x1024", "3:2"),
+        ("1024x1536", "2:3"),
+    ],
+)
+def test_sizes_map_to_the_nearest_allowed_ratio(size: str, ratio: str) -> None:
+    assert aspect_ratio_for(size, FLUX) == ratio
+
+
+def test_a_size_with_no_close_ratio_maps_to_none() -> None:
+    assert aspect_ratio_for("1792x1024", ["1:1", "3:2"]) is None
+    assert sizes_for_ratios(["1:1"]) == ("256x256", "512x512", "1024x1024")
+
+
+def test_every_layer_size_is_servable_by_flux_ratios() -> None:
+    assert len(sizes_for_ratios(FLUX)) == 7
+
+
+def test_arithmetic() -> None:
+    assert parse_size("1792x1024") == (1792, 1024)
+    assert exact_ratio("1792x1024") == "7:4"
+    assert megapixels("1000x1000") == 1.0
+    assert dimensions_for("16:9", 1024 * 1024, multiple=16) == (1360, 768)
+    assert dimensions_for("1:1", 1024 * 1024) == (1024, 1024)
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        parse_size("big")
