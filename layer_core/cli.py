@@ -157,7 +157,8 @@ def _print_response(response: ImageResponse, files: list[Path], layer: Layer) ->
 
     console = _console()
     table = Table(title=f"{len(files)} image(s) via gate {response.gate_id!r}")
-    for column in ("file", "model", "size", "seed", "cost"):
+    table.add_column("file", overflow="fold")
+    for column in ("model", "size", "seed", "cost"):
         table.add_column(column, justify="right" if column in ("seed", "cost") else "left")
     for path, img in zip(files, response.images, strict=True):
         table.add_row(
