@@ -25,13 +25,14 @@ from layer_core.execution import Executor
 from layer_core.gates import OVERRIDE_FIELDS, Gate
 from layer_core.plugins import PluginHost, PluginInfo, allow_list_from_env, build_host
 from layer_core.policy import Plan, ProviderState, plan
-from layer_core.provider import Provider
+from layer_core.provider import Provider, ProviderSettings
 from layer_core.schema import ImageData, ImageRequest, ImageResponse, parse_request
 
 log = logging.getLogger("layer")
 T = TypeVar("T")
 
 DEFAULT_GATE = "default"
+_COMMON_SETTINGS = set(ProviderSettings.model_fields)
 
 
 class Layer:
@@ -59,6 +60,7 @@ class Layer:
         )
         self._secrets: list[str] = []
         self._unavailable: dict[str, str] = {}
+        self._options: dict[str, dict[str, Any]] = {}
         specs: list[ModelSpec] = []
         for name, provider in list(self._host.providers.items()):
             table = self.config.plugin_settings.get(name, {})
@@ -70,6 +72,7 @@ class Layer:
             try:
                 provider.configure(settings)
                 specs.extend(self._provider_models(name, provider, settings.prices))
+                self._options[name] = settings.model_dump(exclude=_COMMON_SETTINGS)
             except Exception as exc:  # noqa: BLE001 - one provider's bug never stops the rest
                 self._host.drop_provider(name, f"{type(exc).__name__}: {exc}")
         self._catalog = _build_catalog(specs, self._host)
@@ -222,6 +225,7 @@ class Layer:
             providers=self._host.providers,
             notify=notify,
             secrets=self._secrets,
+            options=self._options,
         ).run()
         first = outcome.images[0]
         response = ImageResponse(

@@ -5,9 +5,11 @@ today's date, the round-robin position, the budget left) comes in through `Provi
 Every model of the pool ends up either a `Candidate` (in the order to try) or a `Rejection` with
 a reason a person can read.
 
-Hard constraints reject: unknown model, provider unavailable, retired, size, seed (a requested
-seed is a promise of reproducibility), prompt length, max cost per image, budget. Soft ones
-(quality, style the model lacks) are served with a warning.
+Hard constraints reject: unknown model, provider unavailable, size, seed (a requested seed is a
+promise of reproducibility), prompt length, max cost per image, budget. Soft ones (quality, style
+the model lacks; a retirement date passed or near) are served with a warning: a model past its
+provider's retirement date may still be served by an OpenAI-compatible endpoint, so the gate's
+author decides, warned by `layer check` and on every response.
 """
 
 from __future__ import annotations
@@ -133,9 +135,6 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
         if why is not None:
             rejected.append(Rejection(mid, f"{mid}: {why}"))
             continue
-        if spec.deprecated is not None and spec.deprecated <= today:
-            rejected.append(Rejection(mid, f"{mid}: retired on {spec.deprecated.isoformat()}"))
-            continue
         if size not in spec.sizes:
             rejected.append(
                 Rejection(mid, f"{mid}: size {size} not supported ({', '.join(spec.sizes)})")
@@ -186,10 +185,13 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
         served_style = style if style in spec.styles else None
         if style is not None and served_style is None:
             warnings.append(f"{mid}: has no style {style!r}; style ignored")
-        if spec.deprecated is not None and (spec.deprecated - today).days <= (
-            DEPRECATION_WARNING_DAYS
-        ):
-            warnings.append(f"{mid}: will be retired on {spec.deprecated.isoformat()}")
+        retires = spec.deprecated
+        if retires is not None and (retires - today).days <= DEPRECATION_WARNING_DAYS:
+            warnings.append(
+                f"{mid}: retired on {retires.isoformat()}; the provider may refuse it"
+                if retires <= today
+                else f"{mid}: will be retired on {retires.isoformat()}"
+            )
         eligible.append(
             Candidate(spec, served_quality, served_style, price, estimated, tuple(warnings))
         )

@@ -58,7 +58,8 @@ class GenerationCall:
 
     `n` never exceeds `model.max_images_per_call`; `quality` is what the model will run at (None
     when it has no quality setting) and `style` is None unless the model declares styles;
-    `seed` is set only for models that support seeds.
+    `seed` is set only for models that support seeds. `options` holds the provider's own
+    settings (the keys its `Settings` subclass adds to `ProviderSettings`).
     """
 
     model: ModelSpec

@@ -133,3 +133,23 @@ def test_the_demo_config_at_the_repo_root_is_valid() -> None:
     config = load_config(root / "plugins.toml")
     gate = config.gates["default"]
     assert gate.pool[-1] == "local"
+
+
+def test_provider_specific_settings_reach_each_call_as_options() -> None:
+    from layer_core import ProviderSettings
+
+    class AcmeSettings(ProviderSettings):
+        region: str = "eu"
+
+    class Acme(ScriptedProvider):
+        Settings = AcmeSettings
+
+    acme = Acme("acme", [make_spec("a", "acme")])
+    layer = Layer(
+        {"plugins": {"acme": {"region": "us"}}, "gates": {"g": {"model": "a"}}},
+        plugins=[plugin_for(acme)],
+        load_entry_points=False,
+    )
+    layer.image("g", {"prompt": "p"})
+    assert acme.calls[0].options == {"region": "us"}
+    assert isinstance(acme.settings, AcmeSettings)

@@ -45,7 +45,7 @@ CATALOG = Catalog(
             quality_score=60,
             aliases=("black-forest-labs/flux-schnell",),
         ),
-        make_spec("old", "openai", price="0.02", deprecated=date(2026, 5, 12)),
+        make_spec("old", "openai", price="0.02", deprecated=date(2026, 5, 12), supports_seed=True),
         make_spec(
             "local", "local", price="0", placeholder=True, quality_score=0, supports_seed=True
         ),
@@ -74,10 +74,12 @@ def test_rejections_read_as_sentences() -> None:
         "dall-e-3": "dall-e-3: size 512x512 not supported (1024x1024, 1792x1024, 1024x1792)",
         "gpt-image-1": "gpt-image-1: size 512x512 not supported (1024x1024, 1536x1024, 1024x1536)",
         "flux-schnell": "flux-schnell: REPLICATE_API_TOKEN is not set",
-        "old": "old: retired on 2026-05-12",
         "nope": "nope: not in the catalogue (is its plugin installed?)",
     }
-    assert [c.id for c in result.candidates] == ["local"]
+    assert [c.id for c in result.candidates] == ["old", "local"]
+    assert result.candidates[0].warnings == (
+        "old: retired on 2026-05-12; the provider may refuse it",
+    )
 
 
 def test_max_cost_rejects_with_both_amounts() -> None:

@@ -48,7 +48,6 @@ def test_every_candidate_can_serve_the_request(world: Any) -> None:
         assert size in spec.sizes
         assert request.data.seed is None or spec.supports_seed
         assert spec.provider not in state.unavailable
-        assert spec.deprecated is None or spec.deprecated > state.today
         assert candidate.quality == spec.served_quality(quality)
         assert candidate.style is None or candidate.style in spec.styles
 
