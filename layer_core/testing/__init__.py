@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from layer_core.testing.fakeserver import FakeServer, Recorded, Reply
+from layer_core.testing.fakeserver import NO_REPLY, FakeServer, Recorded, Reply
 from layer_core.testing.scripted import (
     OK,
     Hang,
@@ -21,6 +21,7 @@ from layer_core.testing.scripted import (
 )
 
 __all__ = [
+    "NO_REPLY",
     "OK",
     "FakeServer",
     "Hang",
