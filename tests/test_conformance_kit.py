@@ -50,6 +50,50 @@ class TestExplained(LocalSuite):
         raise AssertionError("pretend this is broken for now")
 """
 
+LEAKY = """
+import asyncio
+import threading
+import time
+
+from layer_core import Provider, hookimpl
+from layer_core.testing import fake_images, make_spec
+
+
+class LeakyProvider(Provider):
+    \"\"\"Leaves a task and a thread behind when a call is cancelled.\"\"\"
+
+    name = "leaky"
+
+    def __init__(self):
+        super().__init__()
+        self.background = []
+
+    def models(self):
+        return [make_spec("leaky-1", "leaky", sizes=["256x256"])]
+
+    async def generate(self, call):
+        self.background.append(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
+        threading.Thread(target=time.sleep, args=(5,), name="leaky-worker", daemon=True).start()
+        await asyncio.sleep(3600)
+        return fake_images(call)
+
+
+@hookimpl
+def register_providers(register):
+    register(LeakyProvider())
+"""
+
+LEAKY_SUITE = """
+from layer_core.testing.conformance import ProviderConformance
+
+
+class TestLeaky(ProviderConformance):
+    entry_point = "leaky"
+    distribution = "layer-leaky"
+    remote_api = False
+    grace = 0.5
+"""
+
 FIXTURES = """
 from layer_core import Layer
 from layer_core.testing import Reply, ScriptedProvider, make_spec
@@ -88,11 +132,18 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, s
     (folder / "conftest.py").write_text(CONFTEST)
     (folder / "test_overrides.py").write_text(textwrap.dedent(OVERRIDES))
     (folder / "test_fixtures.py").write_text(textwrap.dedent(FIXTURES))
+    (folder / "test_leaky.py").write_text(LEAKY_SUITE)
+    (folder / "layer_leaky.py").write_text(LEAKY)  # installed: rootdir is on sys.path
+    info = folder / "layer_leaky-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: layer-leaky\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[layer]\nleaky = layer_leaky\n")
     report = folder / "report.xml"
     subprocess.run(
         [
             sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={report}",
-            "-k", "overridden or ids_are_unique or entry_point_is_installed or test_fixtures",
+            "-k", "overridden or ids_are_unique or entry_point_is_installed or test_fixtures"
+            " or (TestLeaky and cancelling)",
         ],
         cwd=folder,
         capture_output=True,
@@ -140,6 +191,16 @@ def test_the_pytest_plugin_fixtures_work_once_opted_in(
         assert outcomes[f"test_fixtures::{name}"] == ("passed", ""), outcomes[
             f"test_fixtures::{name}"
         ]
+
+
+def test_a_call_that_leaves_a_task_or_a_thread_behind_fails_the_suite(
+    outcomes: dict[str, tuple[str, str]],
+) -> None:
+    result, message = outcomes["TestLeaky::test_cancelling_a_call_leaves_nothing_running"]
+    assert result == "failure"
+    assert "leaky-1, cancelled mid-call:" in message
+    assert "tasks still running after the cancel: <coroutine object sleep" in message
+    assert "threads still running: ['leaky-worker']" in message
 
 
 def test_the_pytest_plugin_is_never_loaded_without_opting_in() -> None:

@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -81,7 +81,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 Failure = Literal[
     "rate_limited",
@@ -110,8 +109,6 @@ EXPECTED: dict[Failure, tuple[type[ProviderError], str]] = {
 }
 
 GATE = "conformance"
-#: How long the suite waits for something that should stop (a thread, a connection) to stop.
-GRACE = 10.0
 _OVERRIDE_REASON = "__layer_override_reason__"
 _LAYER_ENV = ("LAYER_CONFIG", "LAYER_PLUGINS", "LAYER_STRICT_PLUGINS", "LAYER_RAISE_ERRORS")
 _SEEDS = (1234, 98765)
@@ -248,13 +245,6 @@ def _around(text: str, secret: str, width: int = 80) -> str:
     return " ".join(snippet.split())
 
 
-def _run(coroutine: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await coroutine
-
-    return asyncio.run(main())
-
-
 async def _until(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -273,14 +263,14 @@ def _wait(condition: Callable[[], bool], seconds: float) -> bool:
     return True
 
 
-def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+def _close_loop(loop: asyncio.AbstractEventLoop, grace: float) -> None:
     """Cancel what is left on `loop`, let it unwind briefly, and close it (threads not awaited)."""
     left = [t for t in asyncio.all_tasks(loop) if not t.done()]
     for task in left:
         task.cancel()
     if left:
         with contextlib.suppress(BaseException):
-            loop.run_until_complete(asyncio.wait(left, timeout=GRACE))
+            loop.run_until_complete(asyncio.wait(left, timeout=grace))
     loop.close()
 
 
@@ -310,6 +300,8 @@ class ProviderConformance:
     """The gate timeout for calls that should succeed (generous: CI machines are shared)."""
     hang_timeout: ClassVar[float] = 0.5
     """The gate timeout for the call that never answers."""
+    grace: ClassVar[float] = 10.0
+    """How long a cancelled call's tasks, threads and connections get to stop."""
 
     # --- fixtures --------------------------------------------------------------------------------
 
@@ -480,15 +472,18 @@ class ProviderConformance:
         )
 
         async def attempt() -> list[ImageOutput] | BaseException:
+            deadline = asyncio.timeout(self.timeout)
             try:
-                async with asyncio.timeout(self.timeout):
+                async with deadline:
                     return await provider.generate(call)
             except Exception as exc:  # noqa: BLE001 - any exception is what we inspect
+                if isinstance(exc, TimeoutError) and deadline.expired():
+                    pytest.fail(f"{spec.id} did not answer within {self.timeout:g}s")
                 return exc
             finally:
                 await provider.aclose()
 
-        return _run(attempt())
+        return asyncio.run(attempt())
 
     def _failed_through_layer(self, layer: Layer, spec: ModelSpec) -> AllAttemptsFailed | None:
         try:
@@ -625,7 +620,7 @@ class ProviderConformance:
     def test_model_ids_are_unique(self) -> None:
         specs = self._loaded().specs
         if not specs:
-            self._first()
+            pytest.fail(self._loaded().error or f"{self._name()} declares no models")
         names = [spec.id for spec in specs] + [a for spec in specs for a in spec.aliases]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -883,7 +878,7 @@ class ProviderConformance:
                 data["count"] = spec.max_images_per_call
             task = asyncio.ensure_future(layer.aimage(GATE, data, model=spec.id))
             if fake_api is not None:
-                if not await _until(lambda: len(fake_api.generations()) > before, GRACE):
+                if not await _until(lambda: len(fake_api.generations()) > before, self.grace):
                     problems.append("the call never reached the fake API")
             else:
                 await asyncio.sleep(0.01)
@@ -905,14 +900,14 @@ class ProviderConformance:
                 me = asyncio.current_task()
                 return [t for t in asyncio.all_tasks() if t is not me and not t.done()]
 
-            if not await _until(lambda: not running(), GRACE):
+            if not await _until(lambda: not running(), self.grace):
                 problems.append(
                     "tasks still running after the cancel: "
                     + ", ".join(repr(t.get_coro()) for t in running())
                 )
             await layer.aclose()
             if fake_api is not None and not await _until(
-                lambda: fake_api.open_connections() == 0, GRACE
+                lambda: fake_api.open_connections() == 0, self.grace
             ):
                 problems.append(
                     f"{fake_api.open_connections()} connection(s) to the API still open after "
@@ -923,12 +918,12 @@ class ProviderConformance:
         try:
             loop.run_until_complete(scenario())
         finally:
-            _close_loop(loop)
+            _close_loop(loop, self.grace)
 
         def new_threads() -> list[threading.Thread]:
             return [t for t in threading.enumerate() if t not in threads and t.is_alive()]
 
-        if not _wait(lambda: not new_threads(), GRACE):
+        if not _wait(lambda: not new_threads(), self.grace):
             problems.append(f"threads still running: {[t.name for t in new_threads()]}")
         if problems:
             pytest.fail(f"{spec.id}, cancelled mid-call:\n  " + "\n  ".join(problems))
