@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
 
-from layer_core.testing import NO_REPLY, FakeServer, Recorded, Reply
+from layer_core.testing import NO_REPLY, FakeServer, Recorded, Reply, wait_until
 
 
 def test_scripted_replies_in_order_the_last_repeating_and_requests_recorded() -> None:
@@ -62,15 +61,6 @@ def test_dropped_connections_and_delays() -> None:
             httpx.get(f"{server.url}/slow", timeout=0.2)
 
 
-def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def test_open_connections_counts_what_clients_hold_until_they_close() -> None:
     with FakeServer() as server:
         server.add("GET", "/ok", Reply(json={}))
@@ -78,7 +68,7 @@ def test_open_connections_counts_what_clients_hold_until_they_close() -> None:
         with httpx.Client(base_url=server.url) as client:
             client.get("/ok")
             assert server.open_connections == 1  # kept alive for the next request
-        assert wait_for(lambda: server.open_connections == 0)
+        assert wait_until(lambda: server.open_connections == 0)
 
 
 def test_a_call_that_never_answers_is_abandoned_when_the_client_hangs_up() -> None:
@@ -87,6 +77,6 @@ def test_a_call_that_never_answers_is_abandoned_when_the_client_hangs_up() -> No
         started = time.monotonic()
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{server.url}/hang", json={}, timeout=0.2)
-        assert wait_for(lambda: server.open_connections == 0)
+        assert wait_until(lambda: server.open_connections == 0)
         assert time.monotonic() - started < NO_REPLY.delay
         assert len(server.requests_to("/hang")) == 1

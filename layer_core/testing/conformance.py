@@ -69,6 +69,7 @@ from layer_core.plugins import ENTRY_POINT_GROUP, build_host
 from layer_core.provider import GenerationCall, Provider, ProviderSettings
 from layer_core.schema import SIZES, ImageOutput, ImageResponse, Size
 from layer_core.sizes import megapixels, parse_size
+from layer_core.testing.fakeserver import wait_until
 from layer_core.testing.images import image_info
 
 __all__ = [
@@ -251,15 +252,6 @@ async def _until(condition: Callable[[], bool], seconds: float) -> bool:
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.01)
-    return True
-
-
-def _wait(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
     return True
 
 
@@ -923,7 +915,7 @@ class ProviderConformance:
         def new_threads() -> list[threading.Thread]:
             return [t for t in threading.enumerate() if t not in threads and t.is_alive()]
 
-        if not _wait(lambda: not new_threads(), self.grace):
+        if not wait_until(lambda: not new_threads(), self.grace):
             problems.append(f"threads still running: {[t.name for t in new_threads()]}")
         if problems:
             pytest.fail(f"{spec.id}, cancelled mid-call:\n  " + "\n  ".join(problems))

@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["NO_REPLY", "FakeServer", "Recorded", "Reply"]
+__all__ = ["NO_REPLY", "FakeServer", "Recorded", "Reply", "wait_until"]
 
 
 @dataclass
@@ -274,3 +274,14 @@ def _handler_for(server: FakeServer) -> type[BaseHTTPRequestHandler]:
             return
 
     return Handler
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Poll `condition` until it holds (True) or `seconds` pass (False): for state another
+    thread changes, like `open_connections` after a client hangs up."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
