@@ -109,7 +109,7 @@ def _error(reply: httpx.Response) -> ProviderError:
         kind, message = "unknown", reply.text[:200]
     detail = f"Acme answered {reply.status_code}: {message}"
     if kind == "content_policy":
-        return ContentRejected(detail, status=reply.status_code)
+        return ContentRejected(detail, provider="acme", status=reply.status_code)
     return error_for_status(
         reply.status_code,
         detail,
