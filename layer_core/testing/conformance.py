@@ -226,7 +226,8 @@ def _has_reason(test: object, xfail_strict: bool) -> bool:
 
 
 def _error_text(error: BaseException) -> str:
-    """Everything an error would show: str, repr, args, details, and its causes."""
+    """Everything an error would show: str, repr, args, details, and the chain a traceback
+    prints (its cause, or its context unless raised `from None`)."""
     parts: list[str] = []
     seen: set[int] = set()
     current: BaseException | None = error
@@ -234,7 +235,8 @@ def _error_text(error: BaseException) -> str:
         seen.add(id(current))
         parts += [str(current), repr(current), repr(current.args)]
         parts.append(repr(getattr(current, "details", "")))
-        current = current.__cause__ or current.__context__
+        shown_context = None if current.__suppress_context__ else current.__context__
+        current = current.__cause__ or shown_context
     return "\n".join(parts)
 
 
