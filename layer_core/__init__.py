@@ -33,6 +33,9 @@ _EXPORTS: dict[str, str] = {
     "Rejection": "layer_core.policy",
     "ProviderState": "layer_core.policy",
     "plan": "layer_core.policy",
+    "CostReport": "layer_core.ledger",
+    "CostRow": "layer_core.ledger",
+    "LedgerRecord": "layer_core.ledger",
     # plugin authors
     "Provider": "layer_core.provider",
     "ProviderSettings": "layer_core.provider",
@@ -53,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "OverrideNotAllowed": "layer_core.errors",
     "NoEligibleModel": "layer_core.errors",
     "BudgetExceeded": "layer_core.errors",
+    "LedgerUnavailable": "layer_core.errors",
     "AllAttemptsFailed": "layer_core.errors",
     "ProviderError": "layer_core.errors",
     "RateLimited": "layer_core.errors",
@@ -96,6 +100,7 @@ if TYPE_CHECKING:
         InvalidProviderRequest as InvalidProviderRequest,
         InvalidRequest as InvalidRequest,
         LayerError as LayerError,
+        LedgerUnavailable as LedgerUnavailable,
         NoEligibleModel as NoEligibleModel,
         OverrideNotAllowed as OverrideNotAllowed,
         PluginLoadError as PluginLoadError,
@@ -117,6 +122,11 @@ if TYPE_CHECKING:
     )
     from layer_core.layer import (
         Layer as Layer,
+    )
+    from layer_core.ledger import (
+        CostReport as CostReport,
+        CostRow as CostRow,
+        LedgerRecord as LedgerRecord,
     )
     from layer_core.policy import (
         Candidate as Candidate,
