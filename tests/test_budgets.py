@@ -281,3 +281,28 @@ def test_a_reservation_left_by_a_crashed_process_expires(ledger_url: str, tmp_pa
     layer.close()
     assert isinstance(hold, Hold)
     assert hold.amount == Decimal("1.00")
+
+
+def test_a_settlement_written_twice_counts_once(ledger_url: str) -> None:
+    """A spooled settlement may be replayed after a partial write: its cost is added once."""
+    from layer_core.ledger import LedgerRecord
+
+    budget = Budget(amount=Decimal(1), period="daily")
+    layer = Layer({"ledger": ledger_url}, load_entry_points=False, environ={})
+    assert layer.ledger is not None
+    store = layer.ledger.store()
+    now = datetime.now(UTC)
+    hold = store.reserve("g", budget, now, Decimal("0.5"), 60, enforce=True)
+    assert isinstance(hold, Hold)
+    record = LedgerRecord(
+        id="settles-once", created=now, gate_id="g", model_requested="m", model_used="m",
+        provider="acme", requested=1, delivered=1, cost=Decimal("0.3"), latency=1.0,
+        status="ok", hold=hold,
+    )  # fmt: skip
+    store.write([record])
+    store.write([LedgerRecord.from_json(record.to_json())])  # as the spool replays it
+    state = store.budget_state("g", budget, now)
+    held = store.held_reservations()
+    layer.close()
+    assert state.spent == Decimal("0.3")
+    assert held == 0

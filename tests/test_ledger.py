@@ -10,6 +10,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -406,3 +407,26 @@ def test_grouping_on_an_unknown_dimension_is_refused_with_the_choices() -> None:
             layer.costs(by="colour")
         with pytest.raises(ValueError, match="not a time"):
             layer.costs(since="last tuesday")
+
+
+def test_a_layer_dropped_without_close_writes_what_it_queued_and_its_writer_ends(
+    ledger_url: str,
+) -> None:
+    import gc
+
+    acme = two_model_provider()
+
+    async def requests() -> threading.Thread | None:
+        layer = layer_with(acme, gates={"g": {"model": "primary"}}, ledger=ledger_url)
+        for i in range(3):
+            await layer.aimage("g", {"prompt": str(i)})
+        assert layer.ledger is not None
+        return layer.ledger._writer._thread  # the layer goes out of scope here, unclosed
+
+    writer = asyncio.run(requests())
+    gc.collect()
+    assert writer is not None
+    writer.join(timeout=60)
+    assert not writer.is_alive()
+    with layer_with(acme, gates={}, ledger=ledger_url) as layer:
+        assert layer.costs().requests == 3

@@ -15,7 +15,7 @@ variable ``LAYER_LEDGER_URL`` takes precedence over the config.
 from __future__ import annotations
 
 import asyncio
-import atexit
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -119,6 +119,75 @@ def reservation_ttl(gate: Gate, candidates: Sequence[Candidate]) -> float:
     return per_model * max(len(candidates), 1) + RESERVATION_MARGIN
 
 
+class Database:
+    """The ledger's database, opened on first use; shared by a `Ledger` and its writer.
+
+    The writer holds this, never the `Ledger`, so a `Ledger` nobody holds is collected and its
+    writer finishes what is queued and ends.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._store: SqlStore | None = None
+        self._lock = threading.Lock()
+        _DATABASES.add(self)
+
+    def store(self) -> SqlStore:
+        """The open database (opened, and its schema created or upgraded, on first use)."""
+        store = self._store
+        if store is None:
+            with self._lock:
+                if self._store is None:
+                    from layer_core.ledger.store import SqlStore
+
+                    self._store = SqlStore(self.url)
+                store = self._store
+        return store
+
+    def write(self, records: list[LedgerRecord]) -> None:
+        self.store().write(records)
+
+    def close(self) -> None:
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    def forget(self) -> None:
+        """In a forked child: the parent's connections are not ours to use or close."""
+        store, self._store = self._store, None
+        self._lock = threading.Lock()
+        if store is not None:
+            store.engine.dispose(close=False)
+
+    def unavailable(self, exc: BaseException) -> LedgerUnavailable:
+        """`exc` as a `LedgerUnavailable` naming the database, free of its password."""
+        if isinstance(exc, LedgerUnavailable):
+            return exc
+        cause = getattr(exc, "orig", None) or exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        password = urlsplit(self.url).password
+        if password and len(password) >= 4:
+            first = first.replace(password, "***")
+        error = LedgerUnavailable(
+            f"ledger {display_url(self.url)}: {type(cause).__name__}: {first}".rstrip(": ")
+        )
+        error.__cause__ = exc
+        return error
+
+
+def _report_failed_write(
+    database: Database, notify: Notify, exc: BaseException, records: list[LedgerRecord]
+) -> None:
+    error = database.unavailable(exc)
+    log.warning("%s; %d record(s) spooled, retrying", error, len(records))
+    notify("on_ledger_error", error=error, records=records)
+
+
+def _silent(*_args: object, **_kwargs: object) -> None:
+    return None
+
+
 class Ledger:
     """Records requests, answers spend queries, and holds budget reservations.
 
@@ -136,11 +205,16 @@ class Ledger:
     ) -> None:
         self.url = url
         self.store_prompts = store_prompts
-        self._notify = notify or (lambda *_a, **_k: None)
-        self._store: SqlStore | None = None
-        self._store_lock = threading.Lock()
-        self._writer = Writer(self._write_function, Spool(spool_dir), self._write_failed)
-        _LIVE.add(self)
+        self._notify = notify or _silent
+        self._database = Database(url)
+        self._writer = Writer(
+            self._database.write,
+            Spool(spool_dir),
+            functools.partial(_report_failed_write, self._database, self._notify),
+        )
+        # dropped without close(): the writer still writes what is queued, then ends (at exit,
+        # the writers' own exit handler waits for them instead)
+        weakref.finalize(self, self._writer.stop, 0).atexit = False
 
     @classmethod
     def for_url(
@@ -160,41 +234,12 @@ class Ledger:
     def __repr__(self) -> str:
         return f"<Ledger {display_url(self.url)}>"
 
-    # --- the database, opened on first use ---------------------------------------------------
-
     def store(self) -> SqlStore:
         """The open database (opened, and its schema created or upgraded, on first use)."""
-        store = self._store
-        if store is None:
-            with self._store_lock:
-                if self._store is None:
-                    from layer_core.ledger.store import SqlStore
-
-                    self._store = SqlStore(self.url)
-                store = self._store
-        return store
-
-    def _write_function(self) -> Callable[[list[LedgerRecord]], None]:
-        return self.store().write
+        return self._database.store()
 
     def _unavailable(self, exc: BaseException) -> LedgerUnavailable:
-        if isinstance(exc, LedgerUnavailable):
-            return exc
-        cause = getattr(exc, "orig", None) or exc
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-        password = urlsplit(self.url).password
-        if password and len(password) >= 4:
-            first = first.replace(password, "***")
-        error = LedgerUnavailable(
-            f"ledger {display_url(self.url)}: {type(cause).__name__}: {first}".rstrip(": ")
-        )
-        error.__cause__ = exc
-        return error
-
-    def _write_failed(self, exc: BaseException, records: list[LedgerRecord]) -> None:
-        error = self._unavailable(exc)
-        log.warning("%s; %d record(s) spooled, retrying", error, len(records))
-        self._notify("on_ledger_error", error=error, records=records)
+        return self._database.unavailable(exc)
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -220,18 +265,7 @@ class Ledger:
     def close(self) -> None:
         """Write what is queued, stop the writer, close the database. Using it again reopens."""
         self._writer.stop()
-        with self._store_lock:
-            store, self._store = self._store, None
-        if store is not None:
-            store.close()
-
-    def _forget(self) -> None:
-        """In a forked child: the parent's thread, file and connections are not ours."""
-        self._writer.forget()
-        store, self._store = self._store, None
-        self._store_lock = threading.Lock()
-        if store is not None:
-            store.engine.dispose(close=False)
+        self._database.close()
 
     # --- budgets -----------------------------------------------------------------------------
 
@@ -301,23 +335,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_LIVE: weakref.WeakSet[Ledger] = weakref.WeakSet()
+_DATABASES: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
-def _close_all() -> None:
-    """At interpreter exit: every ledger writes what is queued."""
-    for ledger in list(_LIVE):
-        try:
-            ledger.close()
-        except Exception:
-            log.exception("ledger: closing %r at exit failed", ledger)
+def _forget_databases() -> None:
+    for database in list(_DATABASES):
+        database.forget()
 
 
-def _forget_all() -> None:
-    for ledger in list(_LIVE):
-        ledger._forget()
-
-
-atexit.register(_close_all)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_all)
+    os.register_at_fork(after_in_child=_forget_databases)

@@ -45,7 +45,6 @@ from sqlalchemy import (
     event,
     func,
     inspect,
-    literal,
     select,
     update,
 )
@@ -198,6 +197,47 @@ schema_version = Table(
 )
 
 
+# --- the budget statements, built once (values are bound per call) --------------------------
+
+_GATE, _PERIOD, _START, _NOW = (
+    bindparam("b_gate", type_=String()),
+    bindparam("b_period", type_=String()),
+    bindparam("b_start", type_=DateTime()),
+    bindparam("b_now", type_=DateTime()),
+)
+_THIS_PERIOD = and_(
+    budget_periods.c.gate_id == _GATE,
+    budget_periods.c.period == _PERIOD,
+    budget_periods.c.period_start == _START,
+)
+SPENT = select(budget_periods.c.spent).where(_THIS_PERIOD)
+SPENT_LOCKED = SPENT.with_for_update()
+SPENT_SO_FAR = select(_GATE, _PERIOD, _START, exact_sum(requests.c.cost)).where(
+    requests.c.gate_id == _GATE,
+    requests.c.created >= _START,
+    requests.c.created < bindparam("b_end", type_=DateTime()),
+)
+_EXPIRED = and_(reservations.c.gate_id == _GATE, reservations.c.expires <= _NOW)
+HELD = select(
+    select(exact_sum(reservations.c.amount))
+    .where(
+        reservations.c.gate_id == _GATE,
+        reservations.c.period == _PERIOD,
+        reservations.c.period_start == _START,
+        reservations.c.expires > _NOW,
+    )
+    .scalar_subquery(),
+    select(func.count()).select_from(reservations).where(_EXPIRED).scalar_subquery(),
+)
+DROP_EXPIRED = delete(reservations).where(_EXPIRED)
+ADD_SPENT = (
+    update(budget_periods)
+    .where(_THIS_PERIOD)
+    .values(spent=exact_add(budget_periods.c.spent, bindparam("b_cost", type_=Money())))
+)
+DROP_HOLD = delete(reservations).where(reservations.c.id == bindparam("b_hold"))
+
+
 class LedgerSchemaError(RuntimeError):
     """The database holds a ledger schema this version of layer cannot use."""
 
@@ -218,6 +258,13 @@ class SqlStore:
         # SQLite takes one writer at a time anyway; queueing our own threads here spares them
         # the busy-wait (other processes still wait on SQLite's lock, up to its timeout)
         self._lock: Any = threading.Lock() if self.backend == "sqlite" else nullcontext()
+        insert = (sqlite if self.backend == "sqlite" else postgresql).insert
+        self._add_record = insert(requests).on_conflict_do_nothing()
+        self._add_period = (
+            insert(budget_periods)
+            .from_select(["gate_id", "period", "period_start", "spent"], SPENT_SO_FAR)
+            .on_conflict_do_nothing()
+        )
         try:
             self._migrate()
         except BaseException:
@@ -269,36 +316,21 @@ class SqlStore:
         """Insert `records` (each at most once, by id) and settle the holds they carry."""
         if not records:
             return
+        plain = [r.row() for r in records if r.hold is None]
         with self._write() as conn:
-            inserted = set(
-                conn.scalars(
-                    self._insert(requests).on_conflict_do_nothing().returning(requests.c.id),
-                    [r.row() for r in records],
-                )
-            )
-            spent = [
-                _period_key(r.hold) | {"c": r.cost}
-                for r in records
-                if r.hold is not None and r.cost and r.id in inserted
-            ]
-            if spent:
-                conn.execute(
-                    update(budget_periods)
-                    .where(
-                        budget_periods.c.gate_id == bindparam("g"),
-                        budget_periods.c.period == bindparam("p"),
-                        budget_periods.c.period_start == bindparam("s"),
-                    )
-                    .values(spent=exact_add(budget_periods.c.spent, bindparam("c", type_=Money()))),
-                    spent,
-                )
-            held = [r.hold.id for r in records if r.hold is not None]
-            if held:
-                conn.execute(delete(reservations).where(reservations.c.id.in_(held)))
-
-    def _insert(self, table: Table) -> Any:
-        dialect = sqlite if self.backend == "sqlite" else postgresql
-        return dialect.insert(table)
+            if plain:
+                conn.execute(self._add_record, plain)  # executemany, any batch size
+            for record in records:
+                hold = record.hold
+                if hold is None:
+                    continue
+                # a hold's cost is added once: when its record goes in (a replay finds it there)
+                added = conn.scalar(self._add_record.returning(requests.c.id), record.row())
+                if added is not None and record.cost:
+                    start = naive_utc(hold.period_start)
+                    key = {"b_gate": hold.gate_id, "b_period": hold.period, "b_start": start}
+                    conn.execute(ADD_SPENT, {**key, "b_cost": record.cost})
+                conn.execute(DROP_HOLD, {"b_hold": hold.id})
 
     # --- budgets -----------------------------------------------------------------------------
 
@@ -334,14 +366,15 @@ class SqlStore:
                 over=committed + estimate > budget.amount,
             )
             conn.execute(
-                reservations.insert().values(
-                    id=hold.id,
-                    gate_id=gate_id,
-                    period=budget.period,
-                    period_start=naive_utc(start),
-                    amount=estimate,
-                    expires=naive_utc(hold.expires),
-                )
+                reservations.insert(),
+                {
+                    "id": hold.id,
+                    "gate_id": gate_id,
+                    "period": budget.period,
+                    "period_start": naive_utc(start),
+                    "amount": estimate,
+                    "expires": naive_utc(hold.expires),
+                },
             )
             return hold
 
@@ -360,52 +393,22 @@ class SqlStore:
         needed. With `lock`, the row stays locked (PostgreSQL) until the transaction ends, and
         the gate's expired reservations are cleared.
         """
-        start = naive_utc(budget.period_start(now))
-        moment = naive_utc(now)
-        period = select(budget_periods.c.spent).where(
-            budget_periods.c.gate_id == gate_id,
-            budget_periods.c.period == budget.period,
-            budget_periods.c.period_start == start,
-        )
-        if lock:
-            period = period.with_for_update()
-        spent = conn.scalar(period)
+        key = {
+            "b_gate": gate_id,
+            "b_period": budget.period,
+            "b_start": naive_utc(budget.period_start(now)),
+            "b_now": naive_utc(now),
+        }
+        spent = conn.scalar(SPENT_LOCKED if lock else SPENT, key)
         if spent is None:
-            end = naive_utc(budget.resets_at(now))
-            so_far = select(
-                literal(gate_id),
-                literal(budget.period),
-                literal(start, DateTime),
-                exact_sum(requests.c.cost),
-            ).where(
-                requests.c.gate_id == gate_id,
-                requests.c.created >= start,
-                requests.c.created < end,
-            )
-            conn.execute(
-                self._insert(budget_periods)
-                .from_select(["gate_id", "period", "period_start", "spent"], so_far)
-                .on_conflict_do_nothing()
-            )
-            spent = conn.scalar(period)
+            conn.execute(self._add_period, {**key, "b_end": naive_utc(budget.resets_at(now))})
+            spent = conn.scalar(SPENT_LOCKED if lock else SPENT, key)
         # A statement of its own, after the lock is granted: under READ COMMITTED it sees every
         # reservation committed by the holder we waited for (a subquery of the locking
         # statement would read the snapshot taken before the wait).
-        held = and_(
-            reservations.c.gate_id == gate_id,
-            reservations.c.period == budget.period,
-            reservations.c.period_start == start,
-            reservations.c.expires > moment,
-        )
-        expired = and_(reservations.c.gate_id == gate_id, reservations.c.expires <= moment)
-        reserved, stale = conn.execute(
-            select(
-                select(exact_sum(reservations.c.amount)).where(held).scalar_subquery(),
-                select(func.count()).select_from(reservations).where(expired).scalar_subquery(),
-            )
-        ).one()
+        reserved, stale = conn.execute(HELD, key).one()
         if lock and stale:
-            conn.execute(delete(reservations).where(expired))
+            conn.execute(DROP_EXPIRED, key)
         return Decimal(spent or 0) + Decimal(reserved)
 
     # --- queries -----------------------------------------------------------------------------
@@ -468,10 +471,6 @@ def _window(since: datetime | None, until: datetime | None) -> list[ColumnElemen
     if until is not None:
         where.append(requests.c.created < naive_utc(until))
     return where
-
-
-def _period_key(hold: Hold) -> dict[str, Any]:
-    return {"g": hold.gate_id, "p": hold.period, "s": naive_utc(hold.period_start)}
 
 
 # --- engines -------------------------------------------------------------------------------

@@ -1,18 +1,22 @@
 """The ledger's background writer: requests hand it records and move on.
 
-One daemon thread per ledger, started by the first record. It takes every record waiting (up to
-`BATCH` at once) and writes them in one transaction, so under load a transaction carries many
-records and a request never waits for the database. When a write fails the batch goes to the
-spool and the writer retries with a growing delay (`RETRY_MIN` to `RETRY_MAX` seconds); a
-`flush()` retries at once.
+One daemon thread per ledger, started by the first record. When a record arrives it lets more
+gather for `LINGER` seconds (a flush or stop cuts that short), then writes every record waiting
+(up to `BATCH`) in one transaction: the writer wakes once per batch, not once per request, so
+the database work per record stays small and a request never waits for it. When a write fails the
+batch goes to the spool and the writer retries with a growing delay (`RETRY_MIN` to `RETRY_MAX`
+seconds); a `flush()` retries at once.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +26,7 @@ from layer_core.ledger.spool import Spool, Write
 log = logging.getLogger("layer.ledger")
 
 BATCH = 500
+LINGER = 0.05
 RETRY_MIN = 0.25
 RETRY_MAX = 30.0
 
@@ -40,16 +45,18 @@ class _Stop:
 class Writer:
     """Writes queued records through `write`, spooling what the database cannot take."""
 
-    def __init__(self, write: Callable[[], Write], spool: Spool, on_error: OnError) -> None:
+    def __init__(self, write: Write, spool: Spool, on_error: OnError) -> None:
         self._write = write
         self.spool = spool
         self._on_error = on_error
         self._queue: queue.SimpleQueue[LedgerRecord | _Flush | _Stop] = queue.SimpleQueue()
+        self._urgent = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._retry_at: float | None = None
         self._delay = RETRY_MIN
         self._down = False
+        _WRITERS.add(self)
 
     @property
     def running(self) -> bool:
@@ -78,24 +85,29 @@ class Writer:
             self._start()
         marker = _Flush()
         self._queue.put(marker)
+        self._urgent.set()
         return marker.done.wait(timeout)
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """Write what is queued, try the spool once more, and end the thread."""
+        """Write what is queued, try the spool once more, and end the thread.
+
+        Waits up to `timeout` seconds for that (0: do not wait; the thread finishes alone).
+        """
         with self._start_lock:
             thread = self._thread
             if thread is None:
                 return
             self._queue.put(_Stop())
+            self._urgent.set()
+        if timeout != 0:
             thread.join(timeout)
-            self._thread = None
-        self.spool.close()
 
     def forget(self) -> None:
         """After a fork: the thread is the parent's; start afresh on the next record."""
         self._thread = None
         self._start_lock = threading.Lock()
         self._queue = queue.SimpleQueue()
+        self._urgent = threading.Event()
         self.spool.forget()
         self._retry_at = None
 
@@ -112,36 +124,44 @@ class Writer:
             for marker in flushes:
                 marker.done.set()
             if stop:
+                self.spool.close()
+                with self._start_lock:
+                    if self._thread is threading.current_thread():
+                        self._thread = None
                 return
 
     def _take(self) -> tuple[list[LedgerRecord], list[_Flush], bool]:
-        """Block for the next item (or the next retry), then take what else is waiting."""
+        """Block for the next item (or the next retry), let a batch gather, take what waits."""
         timeout = None
         if self._retry_at is not None:
             timeout = max(0.0, self._retry_at - time.monotonic())
         records: list[LedgerRecord] = []
         flushes: list[_Flush] = []
+        stop = False
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
             return records, flushes, False
+        if isinstance(item, LedgerRecord) and self._queue.qsize() < BATCH:
+            self._urgent.wait(LINGER)
+        self._urgent.clear()
         while True:
             if isinstance(item, LedgerRecord):
                 records.append(item)
             elif isinstance(item, _Flush):
                 flushes.append(item)
             else:
-                return records, flushes, True
-            if len(records) >= BATCH:
+                stop = True  # and take everything queued before the stop, however much
+            if len(records) >= BATCH and not stop:
                 return records, flushes, False
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return records, flushes, False
+                return records, flushes, stop
 
     def _write_batch(self, records: list[LedgerRecord]) -> None:
         try:
-            self._write()(records)
+            self._write(records)
         except Exception as exc:  # noqa: BLE001 - any database failure: keep the records
             try:
                 self.spool.add(records)
@@ -156,7 +176,7 @@ class Writer:
 
     def _replay(self) -> None:
         try:
-            count = self.spool.replay(self._write())
+            count = self.spool.replay(self._write)
         except Exception as exc:  # noqa: BLE001
             self._failed(exc, [])
             return
@@ -180,3 +200,25 @@ class Writer:
         self._down = False
         self._retry_at = None
         self._delay = RETRY_MIN
+
+
+_WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+def _stop_all() -> None:
+    """At interpreter exit: every writer writes what is queued (or spools it)."""
+    for writer in list(_WRITERS):
+        try:
+            writer.stop()
+        except Exception:
+            log.exception("ledger: stopping a writer at exit failed")
+
+
+def _forget_all() -> None:
+    for writer in list(_WRITERS):
+        writer.forget()
+
+
+atexit.register(_stop_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_all)
