@@ -113,9 +113,7 @@ class Layer:
             raise ConfigError(f"{self.config.source}: {exc}") from None
         if url is None:
             return None
-        return Ledger.for_url(
-            url, notify=self._host.notify, store_prompts=self.config.store_prompts
-        )
+        return Ledger.for_url(url, notify=self._host.notify)
 
     # --- catalogue, gates, plugins -------------------------------------------------------
 

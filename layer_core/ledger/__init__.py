@@ -200,11 +200,9 @@ class Ledger:
         url: str,
         *,
         notify: Notify | None = None,
-        store_prompts: bool = False,
         spool_dir: Path | None = None,
     ) -> None:
         self.url = url
-        self.store_prompts = store_prompts
         self._notify = notify or _silent
         self._database = Database(url)
         self._writer = Writer(
@@ -217,9 +215,7 @@ class Ledger:
         weakref.finalize(self, self._writer.stop, 0).atexit = False
 
     @classmethod
-    def for_url(
-        cls, url: str, *, notify: Notify | None = None, store_prompts: bool = False
-    ) -> Ledger:
+    def for_url(cls, url: str, *, notify: Notify | None = None) -> Ledger:
         """A ledger at `url`, spooling under the user data dir (in memory for an in-memory db)."""
         if url.startswith("postgresql") and importlib.util.find_spec("psycopg") is None:
             raise LedgerUnavailable(
@@ -229,7 +225,7 @@ class Ledger:
         if url != MEMORY_URL:
             digest = hashlib.sha256(url.encode()).hexdigest()[:16]
             spool = user_data_dir() / "spool" / digest
-        return cls(url, notify=notify, store_prompts=store_prompts, spool_dir=spool)
+        return cls(url, notify=notify, spool_dir=spool)
 
     def __repr__(self) -> str:
         return f"<Ledger {display_url(self.url)}>"

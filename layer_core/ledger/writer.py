@@ -58,10 +58,6 @@ class Writer:
         self._down = False
         _WRITERS.add(self)
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
     def put(self, record: LedgerRecord) -> None:
         """Queue a record (the request's path: no I/O, no lock once the thread runs)."""
         if self._thread is None:
