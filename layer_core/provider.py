@@ -172,6 +172,8 @@ def split_cost(total: Decimal, count: int) -> list[Decimal]:
     """
     if count < 1:
         raise ValueError("count must be at least 1")
+    if count == 1:
+        return [total]
     share = (total / count).quantize(Decimal("1e-12"), rounding=ROUND_DOWN)
     return [share] * (count - 1) + [total - share * (count - 1)]
 

@@ -328,3 +328,13 @@ def test_layer_explain_says_the_models_are_unavailable_and_why(
     out = _cli(tmp_path, monkeypatch, "--config", str(config), "explain", "a fox", "--gate", "art")
     assert "gpt-image-1.5: OPENAI_API_KEY is not set" in out
     assert "dall-e-3: OPENAI_API_KEY is not set" in out
+
+
+def test_layer_check_warns_about_a_gate_naming_a_retired_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "plugins.toml"
+    config.write_text('[gates.legacy]\nmodel = "dall-e-3"\nfallback_models = ["local"]\n')
+    out = _cli(tmp_path, monkeypatch, "check", str(config))
+    assert "[gates.legacy] dall-e-3 was retired on 2026-05-12" in out
+    assert "0 error(s)" in out
