@@ -194,9 +194,12 @@ def batch(
     import asyncio
 
     from layer_core.batch import read_batch_file
+    from layer_core.errors import GateNotFound
 
     with _errors():
         layer = _layer(ctx)
+        if options["gate"] not in layer.gates():  # a typo would fail every line: say so once
+            raise GateNotFound(options["gate"], list(layer.gates()))
         defaults: dict[str, Any] = {
             "gateId": options["gate"],
             "data": {k: v for k, v in _data("", **options).items() if k != "prompt"},

@@ -190,6 +190,31 @@ def test_leaving_the_loop_early_cancels_the_items_in_flight() -> None:
     assert len(acme.calls) <= 4  # and no new item started after the loop was left
 
 
+def test_breaking_out_of_the_sync_loop_cancels_the_items_in_flight() -> None:
+    cancelled: list[str] = []
+
+    async def hang(call: GenerationCall) -> list[ImageOutput]:
+        if call.prompt != "prompt 0":
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.append(call.prompt)
+                raise
+        return fake_images(call)
+
+    acme = ScriptedProvider("acme", [make_spec("m", "acme")], {"m": [hang]})
+    layer = layer_with(acme, gates={"g": {"model": "m"}})
+    for result in layer.image_batch(requests(10), concurrency=3):
+        assert result.index == 0
+        break
+
+    started = {c.prompt for c in acme.calls} - {"prompt 0"}
+    assert {"prompt 1", "prompt 2"} <= started
+    assert sorted(cancelled) == sorted(started)
+    assert layer.image(data={"prompt": "prompt 0"}, gate_id="g").images  # the loop is free
+    layer.close()
+
+
 def test_concurrency_must_be_positive() -> None:
     layer = layer_with(
         ScriptedProvider("acme", [make_spec("m", "acme")]), gates={"g": {"model": "m"}}

@@ -282,3 +282,43 @@ def test_batch_exits_2_on_repeated_ids_before_calling_anyone(tmp_path: Path, con
     assert code == 2
     assert "repeats the id of item 0" in output
     assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_bad_lines_are_recorded_as_failed_and_the_rest_still_run(
+    tmp_path: Path, config: Path
+) -> None:
+    file = tmp_path / "requests.jsonl"
+    file.write_text(
+        '{"id": "good", "data": {"prompt": "a fox"}}\n'
+        "{not json\n"
+        '{"id": "bad-size", "data": {"prompt": "a fox", "size": "3x3"}}\n'
+        '{"data": {"prompt": "an owl", "seed": 4}}\n'
+    )
+    out = tmp_path / "out"
+    code, output = invoke(
+        "-c", str(config), "batch", str(file), "--size", "256x256", "-o", str(out)
+    )
+
+    assert code == 1, output
+    by_id = {r["id"]: r for r in assert_lines_match_files(out)}
+    assert len(by_id) == 4
+    assert by_id["good"]["status"] == "ok"
+    assert by_id["bad-size"]["status"] == "failed"
+    assert by_id["bad-size"]["error"]["type"] == "InvalidRequest"
+    assert "data.size" in by_id["bad-size"]["error"]["message"]
+    (unreadable,) = [r for r in by_id.values() if r["prompt"] is None]
+    assert "line 2: not JSON" in unreadable["error"]["message"]
+    (owl,) = [r for r in by_id.values() if r["prompt"] == "an owl"]
+    assert owl["status"] == "ok"
+    assert owl["images"][0]["seed"] == 4
+    assert owl["images"][0]["size"] == "256x256"
+
+
+def test_an_unknown_gate_flag_stops_before_any_line_runs(tmp_path: Path, config: Path) -> None:
+    file = tmp_path / "prompts.txt"
+    file.write_text("a fox\n")
+    out = tmp_path / "out"
+    code, output = invoke("-c", str(config), "batch", str(file), "--gate", "nope", "-o", str(out))
+    assert code == 1
+    assert "no gate named 'nope'" in output
+    assert not out.exists()
