@@ -157,20 +157,31 @@ def test_the_concurrency_limit_holds_across_providers() -> None:
     assert state["peak"] == limit
 
 
-def test_leaving_the_loop_early_cancels_the_items_in_flight() -> None:
+def hanging_provider() -> tuple[ScriptedProvider, list[str]]:
+    """`prompt 0` returns at once, every other call hangs; the list gets each one cancelled."""
     cancelled: list[str] = []
 
     async def hang(call: GenerationCall) -> list[ImageOutput]:
-        if call.prompt == "prompt 0":
-            return fake_images(call)
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            cancelled.append(call.prompt)
-            raise
+        if call.prompt != "prompt 0":
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.append(call.prompt)
+                raise
         return fake_images(call)
 
-    acme = ScriptedProvider("acme", [make_spec("m", "acme")], {"m": [hang]})
+    return ScriptedProvider("acme", [make_spec("m", "acme")], {"m": [hang]}), cancelled
+
+
+def assert_every_call_in_flight_was_cancelled(acme: ScriptedProvider, cancelled: list[str]) -> None:
+    started = {c.prompt for c in acme.calls} - {"prompt 0"}
+    assert {"prompt 1", "prompt 2"} <= started  # in flight when the first result came
+    assert sorted(cancelled) == sorted(started)
+    assert len(acme.calls) <= 4  # and no new item started after the loop was left
+
+
+def test_leaving_the_loop_early_cancels_the_items_in_flight() -> None:
+    acme, cancelled = hanging_provider()
     layer = layer_with(acme, gates={"g": {"model": "m"}})
 
     async def first_only() -> list[int]:
@@ -183,34 +194,17 @@ def test_leaving_the_loop_early_cancels_the_items_in_flight() -> None:
         return seen
 
     assert asyncio.run(first_only()) == [0]
-
-    started = {c.prompt for c in acme.calls} - {"prompt 0"}
-    assert {"prompt 1", "prompt 2"} <= started  # in flight when the first result came
-    assert sorted(cancelled) == sorted(started)  # every call in flight was cancelled
-    assert len(acme.calls) <= 4  # and no new item started after the loop was left
+    assert_every_call_in_flight_was_cancelled(acme, cancelled)
 
 
 def test_breaking_out_of_the_sync_loop_cancels_the_items_in_flight() -> None:
-    cancelled: list[str] = []
-
-    async def hang(call: GenerationCall) -> list[ImageOutput]:
-        if call.prompt != "prompt 0":
-            try:
-                await asyncio.sleep(30)
-            except asyncio.CancelledError:
-                cancelled.append(call.prompt)
-                raise
-        return fake_images(call)
-
-    acme = ScriptedProvider("acme", [make_spec("m", "acme")], {"m": [hang]})
+    acme, cancelled = hanging_provider()
     layer = layer_with(acme, gates={"g": {"model": "m"}})
     for result in layer.image_batch(requests(10), concurrency=3):
         assert result.index == 0
         break
 
-    started = {c.prompt for c in acme.calls} - {"prompt 0"}
-    assert {"prompt 1", "prompt 2"} <= started
-    assert sorted(cancelled) == sorted(started)
+    assert_every_call_in_flight_was_cancelled(acme, cancelled)
     assert layer.image(data={"prompt": "prompt 0"}, gate_id="g").images  # the loop is free
     layer.close()
 
