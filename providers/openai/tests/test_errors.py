@@ -195,7 +195,7 @@ def _fails_for(model: str, failure: Reply) -> object:
 def test_a_gate_falls_back_to_its_next_model_and_records_both_attempts(
     failure: Reply, kind: str
 ) -> None:
-    gates = {"g": {"model": "dall-e-3", "fallback_models": ["gpt-image-1.5"], "timeout": 1}}
+    gates = {"g": {"model": "dall-e-3", "fallback_models": ["gpt-image-1.5"], "timeout": 3}}
     with serving(gates) as harness:
         harness.reply(_fails_for("dall-e-3", failure))  # type: ignore[arg-type]
         response = harness.layer.image("g", {"prompt": "a fox"})
