@@ -105,6 +105,11 @@ class Provider(ABC):
     async def generate(self, call: GenerationCall) -> list[ImageOutput]:
         """Make one call and return its images; raise only `ProviderError` subclasses."""
 
+    def notes(self) -> list[str]:
+        """Remarks `layer plugins` shows beside the plugin, e.g. an optional extra that would add
+        models. Called at registration, before `configure`; must not do I/O."""
+        return []
+
     async def aclose(self) -> None:  # noqa: B027 - optional: most providers hold nothing
         """Release clients and connections."""
 

@@ -6,12 +6,16 @@ import pytest
 
 from layer_core.sizes import (
     aspect_ratio_for,
+    closest_dimensions,
     dimensions_for,
     exact_ratio,
     megapixels,
     parse_size,
+    png_size,
+    sizes_for_dimensions,
     sizes_for_ratios,
 )
+from layer_core.testing import tiny_png
 
 FLUX = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
 
@@ -48,3 +52,27 @@ def test_arithmetic() -> None:
     assert dimensions_for("1:1", 1024 * 1024) == (1024, 1024)
     with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
         parse_size("big")
+
+
+SDXL = ["1024x1024", "1152x896", "896x1152", "1216x832", "832x1216", "1344x768", "768x1344"]
+
+
+def test_fixed_pixel_sizes_serve_a_size_only_where_their_shape_matches() -> None:
+    assert closest_dimensions("1792x1024", SDXL) == "1344x768"  # both 7:4
+    assert closest_dimensions("1024x1792", SDXL) == "768x1344"
+    assert closest_dimensions("256x256", SDXL) == "1024x1024"
+    assert closest_dimensions("1536x1024", SDXL) is None  # 1216x832 is 2.6% off 3:2
+    assert closest_dimensions("1536x1024", SDXL, tolerance=0.03) == "1216x832"
+    assert sizes_for_dimensions(SDXL) == (
+        "256x256",
+        "512x512",
+        "1024x1024",
+        "1792x1024",
+        "1024x1792",
+    )
+
+
+def test_png_size_reads_the_header_and_refuses_other_bytes() -> None:
+    assert png_size(tiny_png(1344, 768)) == (1344, 768)
+    assert png_size(b"GIF89a" + bytes(30)) is None
+    assert png_size(tiny_png()[:20]) is None
