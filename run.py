@@ -28,7 +28,13 @@ TEST = ["pytest", "-n", "2", "-p", "no:cacheprovider"]
 CHECKS = [
     ["ruff", "check", "."],
     ["ruff", "format", "--check", "."],
-    ["mypy", "layer_core", "providers/local/layer_local", "providers/openai/layer_openai"],
+    [
+        "mypy",
+        "layer_core",
+        "providers/local/layer_local",
+        "providers/openai/layer_openai",
+        "providers/replicate/layer_replicate",
+    ],
 ]
 
 
