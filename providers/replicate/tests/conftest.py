@@ -75,21 +75,17 @@ def make_layer(rig: Rig) -> Iterator[MakeLayer]:
 
 @pytest.fixture
 def generate(rig: Rig) -> Generate:
-    """`generate(model_id, size=..., n=..., seed=..., timeout=...)`: one call, on a fresh loop.
-
-    With `cut_after=seconds`, the call is cancelled then, as the core's per-attempt timeout does.
-    """
+    """`generate(model_id, size=..., n=..., seed=..., timeout=...)`: one call, on a fresh loop."""
     provider, _ = rig
 
-    def run(model_id: str, *, cut_after: float | None = None, **fields: Any) -> list[ImageOutput]:
+    def run(model_id: str, **fields: Any) -> list[ImageOutput]:
         spec = next(m.spec for m in MODELS if m.spec.id == model_id)
         fields = {"prompt": "a red fox in the snow", "size": "1024x1024", "n": 1, **fields}
         call = GenerationCall(model=spec, **fields)
 
         async def once() -> list[ImageOutput]:
             try:
-                async with asyncio.timeout(cut_after):
-                    return await provider.generate(call)
+                return await provider.generate(call)
             finally:
                 await provider.aclose()
 

@@ -6,6 +6,7 @@ app got back (URLs, delivered sizes, seeds, costs).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from layer_replicate import MODELS, ReplicateProvider
 from layer_replicate.testing import MODEL_PREDICTIONS, FakeReplicate, Run
 from PIL import Image
 
-from layer_core import ImageOutput, InvalidRequest, Layer, NoEligibleModel
+from layer_core import GenerationCall, ImageOutput, InvalidRequest, Layer, NoEligibleModel
 from layer_core.testing import Reply, ScriptedProvider, make_spec
 
 Rig = tuple[ReplicateProvider, FakeReplicate]
@@ -175,7 +176,7 @@ def test_a_prediction_still_processing_at_the_gate_timeout_is_canceled_and_the_g
     _, fake = rig
     fake.next(Run(polls=None))
     spare = ScriptedProvider("spare", [make_spec("backup", "spare", max_images_per_call=4)])
-    gates = {"g": {"model": "flux-schnell", "fallback_models": ["backup"], "timeout": 0.5}}
+    gates = {"g": {"model": "flux-schnell", "fallback_models": ["backup"], "timeout": 2.0}}
 
     response = make_layer(gates, spare).image("g", {"prompt": "p", "count": 2})
 
@@ -193,15 +194,29 @@ def test_a_prediction_still_processing_at_the_gate_timeout_is_canceled_and_the_g
 
 
 def test_a_call_cancelled_while_polling_cancels_the_prediction_before_it_returns(
-    generate: Generate, rig: Rig
+    rig: Rig,
 ) -> None:
-    _, fake = rig
+    provider, fake = rig
     fake.next(Run(polls=None))
-    with pytest.raises(TimeoutError):
-        generate("sdxl", cut_after=0.3)
-    (prediction,) = fake.created
-    assert prediction.canceled
-    assert fake.server.requests[-1].path == f"/v1/predictions/{prediction.id}/cancel"
+    spec = next(m.spec for m in MODELS if m.spec.id == "sdxl")
+    call = GenerationCall(model=spec, prompt="p", size="1024x1024", n=1, timeout=1.0)
+
+    async def cancel_once_polling() -> None:
+        task = asyncio.create_task(provider.generate(call))
+        async with asyncio.timeout(30):
+            while not fake.polls:
+                await asyncio.sleep(0.01)
+        task.cancel()
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            (prediction,) = fake.created
+            assert prediction.canceled  # already, when the cancelled call returns
+        finally:
+            await provider.aclose()
+
+    asyncio.run(cancel_once_polling())
+    assert fake.server.requests[-1].path == "/v1/predictions/p1/cancel"
 
 
 def test_prefer_wait_holds_the_create_for_half_the_timeout_and_a_finished_one_is_not_polled(
