@@ -60,14 +60,29 @@ def problem(status: int, detail: str) -> Reply:
         ),
         (problem(500, "Internal server error"), ProviderUnavailable, 500, "Internal server error"),
         (Reply(503, body=b"<html>upstream down</html>"), ProviderUnavailable, 503, "upstream"),
+        (Reply(201, json={"unexpected": True}), ProviderUnavailable, None, "malformed reply"),
+        (Reply(201, json=["a", "list"]), ProviderUnavailable, None, "malformed reply"),
+        (Reply(201, body=b"<html>not json</html>"), ProviderUnavailable, None, "malformed reply"),
+        (Reply(drop=True), ProviderUnavailable, None, "Replicate unreachable"),
+    ],
+    ids=[
+        "401",
+        "402",
+        "422",
+        "500",
+        "503-html",
+        "wrong-fields",
+        "wrong-shape",
+        "not-json",
+        "dropped-connection",
     ],
 )
-def test_http_errors_on_create_map_to_their_kind_with_replicates_words(
+def test_each_failed_create_is_a_layer_error_of_its_kind_with_replicates_words(
     generate: Generate,
     rig: Rig,
     reply: Reply,
     error: type[ProviderError],
-    status: int,
+    status: int | None,
     text: str,
 ) -> None:
     _, fake = rig
@@ -78,6 +93,7 @@ def test_http_errors_on_create_map_to_their_kind_with_replicates_words(
     assert caught.value.status == status
     assert text in caught.value.message
     assert (caught.value.provider, caught.value.model) == ("replicate", "flux-schnell")
+    assert caught.value.__cause__ is None  # no SDK exception chained behind it
 
 
 def test_429_carries_retry_after_and_the_sdk_does_not_retry_on_its_own(
@@ -173,27 +189,6 @@ def test_a_prediction_canceled_on_replicate_is_a_timeout(generate: Generate, rig
     fake.next(Run(status="canceled"))
     with pytest.raises(ProviderTimeout, match="canceled on Replicate"):
         generate("flux-dev")
-
-
-@pytest.mark.parametrize(
-    "reply",
-    [
-        Reply(201, json={"unexpected": True}),
-        Reply(201, json=["not", "a", "prediction"]),
-        Reply(201, body=b"<html>not json</html>", content_type="text/html"),
-        Reply(drop=True),
-    ],
-    ids=["wrong-fields", "wrong-shape", "not-json", "dropped-connection"],
-)
-def test_a_malformed_or_missing_reply_is_a_layer_error_not_an_sdk_exception(
-    generate: Generate, rig: Rig, reply: Reply
-) -> None:
-    _, fake = rig
-    fake.server.add("POST", MODEL_PREDICTIONS, reply)
-    with pytest.raises(ProviderUnavailable) as caught:
-        generate("flux-schnell")
-    assert type(caught.value) is ProviderUnavailable
-    assert caught.value.__cause__ is None
 
 
 def test_a_success_whose_output_is_not_file_urls_is_unavailable(
