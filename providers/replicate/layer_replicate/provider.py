@@ -227,8 +227,11 @@ class ReplicateProvider(Provider):
             ) from None
 
     async def aclose(self) -> None:
-        if self._cancels:
-            await asyncio.gather(*self._cancels, return_exceptions=True)
+        """Let this loop's pending cancels finish, then close its connections."""
+        loop = asyncio.get_running_loop()
+        pending = [task for task in self._cancels if task.get_loop() is loop]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
         connection = self._connections.pop()
         if connection is not None:
             await connection.transport.aclose()
