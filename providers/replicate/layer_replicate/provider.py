@@ -35,6 +35,7 @@ from layer_core.provider import (
     ProviderSettings,
     error_for_status,
     parse_retry_after,
+    split_cost,
 )
 from layer_core.schema import ImageOutput
 from layer_replicate.models import MODELS, ReplicateModel, model_for
@@ -190,16 +191,11 @@ class ReplicateProvider(Provider):
             )
         seed = call.seed if call.seed is not None else _logged_seed(prediction.logs)
         delivered = model.fit(call.size).delivered
-        billed = _billing_time_cost(model, prediction.metrics, len(urls))
+        urls = urls[: call.n]
+        costs = _billing_time_costs(model, prediction.metrics, len(urls))
         return [
-            ImageOutput(
-                url=url,
-                seed=seed,
-                size=delivered,
-                mime_type=_mime_type(url),
-                **billed,
-            )
-            for url in urls[: call.n]
+            ImageOutput(url=url, seed=seed, size=delivered, mime_type=_mime_type(url), **cost)
+            for url, cost in zip(urls, costs, strict=True)
         ]
 
     async def _sdk(self, call: GenerationCall, request: Awaitable[T]) -> T:
@@ -295,13 +291,15 @@ def _logged_seed(logs: str | None) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _billing_time_cost(
+def _billing_time_costs(
     model: ReplicateModel, metrics: dict[str, Any] | None, images: int
-) -> dict[str, Any]:
-    """For a model billed by GPU time: each image's share of predict_time × the GPU price."""
+) -> list[dict[str, Any]]:
+    """For a model billed by GPU time: each image's share of predict_time × the GPU price
+    (none, so the table price applies, for other models or when no time was reported)."""
     seconds = (metrics or {}).get("predict_time")
     if model.gpu_price_per_second is None or not isinstance(seconds, int | float) or not images:
-        return {}
+        return [{} for _ in range(images)]
     total = Decimal(str(seconds)) * model.gpu_price_per_second
-    share = (total / images).quantize(Decimal("0.00000001"))
-    return {"cost_exact": share, "cost_source": "billing_time"}
+    return [
+        {"cost_exact": share, "cost_source": "billing_time"} for share in split_cost(total, images)
+    ]
