@@ -7,7 +7,6 @@ whose gates route through that provider (plus any other providers given, e.g. a 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -17,7 +16,7 @@ from layer_replicate.testing import FakeReplicate
 
 from layer_core import GenerationCall, ImageOutput, Layer, Provider
 from layer_core.config import provider_settings
-from layer_core.testing import FakeServer
+from layer_core.testing import FakeServer, generate_once
 
 KEY = "r8_fake0token0for0tests0only"
 FAST_POLLS = {"poll_interval": 0.01, "max_poll_interval": 0.05}
@@ -81,14 +80,6 @@ def generate(rig: Rig) -> Generate:
     def run(model_id: str, **fields: Any) -> list[ImageOutput]:
         spec = next(m.spec for m in MODELS if m.spec.id == model_id)
         fields = {"prompt": "a red fox in the snow", "size": "1024x1024", "n": 1, **fields}
-        call = GenerationCall(model=spec, **fields)
-
-        async def once() -> list[ImageOutput]:
-            try:
-                return await provider.generate(call)
-            finally:
-                await provider.aclose()
-
-        return asyncio.run(once())
+        return generate_once(provider, GenerationCall(model=spec, **fields))
 
     return run
