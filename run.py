@@ -34,6 +34,7 @@ CHECKS = [
         "providers/local/layer_local",
         "providers/openai/layer_openai",
         "providers/stability/layer_stability",
+        "providers/replicate/layer_replicate",
     ],
 ]
 

@@ -93,6 +93,46 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return int(width), int(height)
 
 
+def same_ratio(size: str, other: str, *, tolerance: float = DEFAULT_TOLERANCE) -> bool:
+    """Whether two WxH sizes have the same aspect ratio, within `tolerance` (relative).
+
+    How a model decides it can list a size: '1792x1024' and '1344x768' (both 7:4) → True;
+    '1536x1024' and '1216x832' (1.5 and 1.46) → False.
+    """
+    return aspect_ratio_for(size, [exact_ratio(other)], tolerance=tolerance) is not None
+
+
+def pixels_for(size: str, choices: Iterable[int]) -> int:
+    """The smallest pixel count in `choices` that covers `size`'s area, else the largest one.
+
+    How a model offering a few output areas picks one: with 512x512 and 1024x1024 worth of
+    pixels on offer, '256x256' and '512x512' take the first, '1792x1024' the second.
+    """
+    width, height = parse_size(size)
+    options = sorted(choices)
+    if not options:
+        raise ValueError("no pixel counts to choose from")
+    return next((pixels for pixels in options if pixels >= width * height), options[-1])
+
+
+def fit_within(
+    size: str, *, max_side: int, min_side: int = 1, multiple: int = 1
+) -> tuple[int, int] | None:
+    """`size` scaled down (never up) to the largest WxH of exactly its aspect ratio whose sides
+    are multiples of `multiple` within [`min_side`, `max_side`]; None if there is none.
+
+    For models that take width and height within limits: '1792x1024' within 1440 in steps of 32
+    → (1344, 768); '1536x1024' → (1440, 960); '1024x1024' → (1024, 1024).
+    """
+    width, height = parse_size(size)
+    ratio = Fraction(width, height)
+    step_w, step_h = ratio.numerator * multiple, ratio.denominator * multiple
+    steps = min(width // step_w, height // step_h, max_side // step_w, max_side // step_h)
+    if steps < 1 or min(step_w, step_h) * steps < min_side:
+        return None
+    return step_w * steps, step_h * steps
+
+
 def megapixels(size: str) -> float:
     """'1024x1024' → 1.048576."""
     width, height = parse_size(size)

@@ -11,7 +11,6 @@ here on its own, not read from this package's models.toml, so tests check one ag
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from typing import Any, NamedTuple
 from layer_core.layer import Layer
 from layer_core.provider import GenerationCall
 from layer_core.schema import ImageOutput
-from layer_core.testing import FakeServer, Recorded, Reply, tiny_png
+from layer_core.testing import FakeServer, Recorded, Reply, generate_once, tiny_png
 
 __all__ = [
     "KEY",
@@ -142,19 +141,11 @@ class OpenAIHarness(NamedTuple):
 
         `fields` are `GenerationCall` fields (prompt "a fox", size 1024x1024, n 1 by default).
         """
-        provider = self.layer.providers["openai"]
         call = GenerationCall(
             model=self.layer.catalog[model],
             **{"prompt": "a fox", "size": "1024x1024", "n": 1, **fields},
         )
-
-        async def once() -> list[ImageOutput]:
-            try:
-                return await provider.generate(call)
-            finally:
-                await provider.aclose()
-
-        return asyncio.run(once())
+        return generate_once(self.layer.providers["openai"], call)
 
 
 @contextmanager
