@@ -28,7 +28,14 @@ TEST = ["pytest", "-n", "2", "-p", "no:cacheprovider"]
 CHECKS = [
     ["ruff", "check", "."],
     ["ruff", "format", "--check", "."],
-    ["mypy", "layer_core", "providers/local/layer_local"],
+    [
+        "mypy",
+        "layer_core",
+        "providers/local/layer_local",
+        "providers/openai/layer_openai",
+        "providers/stability/layer_stability",
+        "providers/replicate/layer_replicate",
+    ],
 ]
 
 

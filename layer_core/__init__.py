@@ -36,6 +36,10 @@ _EXPORTS: dict[str, str] = {
     "CostReport": "layer_core.ledger",
     "CostRow": "layer_core.ledger",
     "LedgerRecord": "layer_core.ledger",
+    "BatchResult": "layer_core.batch",
+    "BatchSummary": "layer_core.batch",
+    "run_batch": "layer_core.batch",
+    "write_gallery": "layer_core.gallery",
     # plugin authors
     "Provider": "layer_core.provider",
     "ProviderSettings": "layer_core.provider",
@@ -85,6 +89,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from layer_core.batch import (
+        BatchResult as BatchResult,
+        BatchSummary as BatchSummary,
+        run_batch as run_batch,
+    )
     from layer_core.catalog import (
         Catalog as Catalog,
         ModelSpec as ModelSpec,
@@ -110,6 +119,9 @@ if TYPE_CHECKING:
         ProviderUnavailable as ProviderUnavailable,
         RateLimited as RateLimited,
         UnknownModel as UnknownModel,
+    )
+    from layer_core.gallery import (
+        write_gallery as write_gallery,
     )
     from layer_core.gates import (
         Budget as Budget,

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -43,6 +43,7 @@ from layer_core.schema import (
 )
 
 if TYPE_CHECKING:
+    from layer_core.batch import BatchInput, BatchResult
     from layer_core.ledger.report import CostReport, When
 
 log = logging.getLogger("layer")
@@ -452,6 +453,40 @@ class Layer:
     ) -> ImageResponse:
         """`aimage`, run for you; works inside a running event loop too (e.g. a notebook)."""
         return self._run(self.aimage(gate_id, data, model, metadata))
+
+    def aimage_batch(
+        self,
+        requests: Iterable[BatchInput],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+    ) -> AsyncIterator[BatchResult]:
+        """Generate for many requests, at most `concurrency` at a time across every provider.
+
+        Yields a `BatchResult` per request (its id, request, and response or error) as each
+        finishes, or in input order when `ordered`. A request is an `ImageRequest` or a mapping
+        in the wire shape (`{"gateId", "data", "model", "metadata"}` plus an optional `id`).
+        One failure never stops the others; an invalid request is an `InvalidRequest` result and
+        reaches no provider. Leaving the loop early cancels the requests in flight.
+        """
+        from layer_core.batch import batch_items, stream
+
+        return stream(self, batch_items(requests), concurrency=concurrency, ordered=ordered)
+
+    def image_batch(
+        self,
+        requests: Iterable[BatchInput],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+    ) -> Iterator[BatchResult]:
+        """`aimage_batch`, iterated for you (on the same private loop as `image`)."""
+        from layer_core.batch import iterate_on
+
+        if self._runner is None:
+            self._runner = _LoopThread()
+        batch = self.aimage_batch(requests, concurrency=concurrency, ordered=ordered)
+        return iterate_on(self._runner.loop, batch)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._runner is None:

@@ -168,6 +168,7 @@ class PluginHost:
         self.providers[name] = provider
         self.provider_plugin[name] = info.name
         info.providers.append(name)
+        info.note = "; ".join(filter(None, [info.note, *provider.notes()])) or None
 
     def _forget(self, plugin: object, info: PluginInfo) -> None:
         for name in info.providers:

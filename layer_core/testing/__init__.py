@@ -3,11 +3,13 @@
 - `FakeServer`, `Reply`, `Recorded`: a fake provider HTTP server on 127.0.0.1.
 - `ScriptedProvider`, `plugin_for`, `make_spec`, `OK`, `Hang`, `tiny_png`: scripted providers
   registered through the real plugin path.
+- `generate_once`: one call straight to a provider (no router), on a loop of its own.
 - `layer_core.testing.strategies`: hypothesis strategies (requests, specs, catalogues, gates).
 """
 
 from __future__ import annotations
 
+from layer_core.testing.direct import generate_once
 from layer_core.testing.fakeserver import FakeServer, Recorded, Reply
 from layer_core.testing.scripted import (
     OK,
@@ -29,6 +31,7 @@ __all__ = [
     "ScriptedProvider",
     "Step",
     "fake_images",
+    "generate_once",
     "make_spec",
     "plugin_for",
     "tiny_png",
