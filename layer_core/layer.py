@@ -349,14 +349,7 @@ class Layer:
             if isinstance(result, Hold):
                 if not result.over:
                     return the_plan, result, []
-                self._host.notify(
-                    "on_budget_alert",
-                    request=request,
-                    gate=gate,
-                    spent=result.spent,
-                    estimate=estimate,
-                    blocked=False,
-                )
+                self._budget_alert(request, gate, result.spent, estimate, blocked=False)
                 note = (
                     f"gate {gate.id!r}: over its {budget.period} budget of {money(budget.amount)}"
                     f" (spent {money(result.spent)}, this request ~{money(estimate)});"
@@ -368,16 +361,21 @@ class Layer:
             if not the_plan.candidates:
                 break
         self._host.notify("on_plan", request=request, plan=the_plan)
+        self._budget_alert(request, gate, refusal.spent, least, blocked=True)
+        raise BudgetExceeded(
+            gate.id, budget.amount, refusal.spent, least, refusal.resets_at.isoformat()
+        )
+
+    def _budget_alert(
+        self, request: ImageRequest, gate: Gate, spent: Decimal, estimate: Decimal, *, blocked: bool
+    ) -> None:
         self._host.notify(
             "on_budget_alert",
             request=request,
             gate=gate,
-            spent=refusal.spent,
-            estimate=least,
-            blocked=True,
-        )
-        raise BudgetExceeded(
-            gate.id, budget.amount, refusal.spent, least, refusal.resets_at.isoformat()
+            spent=spent,
+            estimate=estimate,
+            blocked=blocked,
         )
 
     def _record(

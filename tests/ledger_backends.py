@@ -17,18 +17,48 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from layer_core import hookimpl
+
+WORKER = str(Path(__file__).with_name("ledger_worker.py"))
 
 POSTGRES_URL = os.environ.get(
     "LAYER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REQUIRED = os.environ.get("LAYER_REQUIRE_POSTGRES", "").strip() in ("1", "true", "yes")
+
+
+def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run tests/ledger_worker.py (a separate app process) to its end."""
+    return subprocess.run(
+        [sys.executable, WORKER, *args], capture_output=True, text=True, timeout=600
+    )
+
+
+class LedgerHooks:
+    """A plugin that records what the budget and ledger hooks were called with."""
+
+    def __init__(self) -> None:
+        self.alerts: list[tuple[str, Decimal, Decimal, bool]] = []
+        self.errors: list[tuple[str, int]] = []
+
+    @hookimpl
+    def on_budget_alert(self, gate: Any, spent: Decimal, estimate: Decimal, blocked: bool) -> None:
+        self.alerts.append((gate.id, spent, estimate, blocked))
+
+    @hookimpl
+    def on_ledger_error(self, error: Exception, records: list[Any]) -> None:
+        self.errors.append((str(error), len(records)))
 
 
 def skip_or_fail(reason: str) -> None:

@@ -7,8 +7,6 @@ concurrency test runs several processes against one database.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,29 +24,11 @@ from layer_core import (
     Layer,
     LedgerUnavailable,
     ProviderUnavailable,
-    hookimpl,
 )
 from layer_core.ledger import Hold
 from layer_core.testing import fake_images
 from tests.helpers import layer_with, two_model_provider
-
-WORKER = str(Path(__file__).with_name("ledger_worker.py"))
-
-
-class Alerts:
-    """Records the budget and ledger hooks."""
-
-    def __init__(self) -> None:
-        self.budget: list[tuple[str, Decimal, Decimal, bool]] = []
-        self.ledger: list[tuple[str, int]] = []
-
-    @hookimpl
-    def on_budget_alert(self, gate: Any, spent: Decimal, estimate: Decimal, blocked: bool) -> None:
-        self.budget.append((gate.id, spent, estimate, blocked))
-
-    @hookimpl
-    def on_ledger_error(self, error: Exception, records: list[Any]) -> None:
-        self.ledger.append((str(error), len(records)))
+from tests.ledger_backends import LedgerHooks, run_worker
 
 
 def budget_gate(amount: str, enforcement: str = "block", **gate: Any) -> dict[str, Any]:
@@ -96,9 +76,9 @@ def test_a_block_budget_refuses_the_request_that_would_pass_it_before_any_provid
     ledger_url: str,
 ) -> None:
     acme = two_model_provider()
-    alerts = Alerts()
+    hooks = LedgerHooks()
     gates = {"capped": budget_gate("0.10")}
-    with layer_with(acme, gates=gates, ledger=ledger_url, plugins=[alerts]) as layer:
+    with layer_with(acme, gates=gates, ledger=ledger_url, plugins=[hooks]) as layer:
         layer.image("capped", {"prompt": "one"})
         layer.image("capped", {"prompt": "two"})
         with pytest.raises(BudgetExceeded) as refused:
@@ -115,7 +95,7 @@ def test_a_block_budget_refuses_the_request_that_would_pass_it_before_any_provid
     )
     tomorrow = datetime.now(UTC).date() + timedelta(days=1)
     assert error.resets_at == datetime(*tomorrow.timetuple()[:3], tzinfo=UTC).isoformat()
-    assert alerts.budget == [("capped", Decimal("0.08"), Decimal("0.04"), True)]
+    assert hooks.alerts == [("capped", Decimal("0.08"), Decimal("0.04"), True)]
     assert [(r.group["status"], r.requests, r.cost) for r in report.rows] == [
         ("ok", 2, Decimal("0.08")),
         ("rejected-by-budget", 1, Decimal(0)),
@@ -140,9 +120,9 @@ def test_what_is_left_of_a_budget_routes_to_a_model_that_still_fits(ledger_url: 
 
 def test_an_alert_only_budget_serves_with_a_warning_and_a_hook_call(ledger_url: str) -> None:
     acme = two_model_provider()
-    alerts = Alerts()
+    hooks = LedgerHooks()
     gates = {"watched": budget_gate("0.05", "alert_only")}
-    with layer_with(acme, gates=gates, ledger=ledger_url, plugins=[alerts]) as layer:
+    with layer_with(acme, gates=gates, ledger=ledger_url, plugins=[hooks]) as layer:
         first = layer.image("watched", {"prompt": "one"})
         second = layer.image("watched", {"prompt": "two"})
         assert layer.costs().total == Decimal("0.08")
@@ -151,7 +131,7 @@ def test_an_alert_only_budget_serves_with_a_warning_and_a_hook_call(ledger_url: 
         "gate 'watched': over its daily budget of $0.05 (spent $0.04, this request ~$0.04);"
         " enforcement is alert_only, so it was served"
     ]
-    assert alerts.budget == [("watched", Decimal("0.04"), Decimal("0.04"), False)]
+    assert hooks.alerts == [("watched", Decimal("0.04"), Decimal("0.04"), False)]
     assert len(acme.calls) == 2
 
 
@@ -205,16 +185,16 @@ def test_a_budget_that_cannot_be_checked_blocks_under_block_and_warns_under_aler
 ) -> None:
     unreadable = f"sqlite:///{tmp_path}"  # a directory: SQLite cannot open it
     acme = two_model_provider()
-    alerts = Alerts()
+    hooks = LedgerHooks()
     gates = {"capped": budget_gate("1"), "watched": budget_gate("1", "alert_only")}
-    with layer_with(acme, gates=gates, ledger=unreadable, plugins=[alerts]) as layer:
+    with layer_with(acme, gates=gates, ledger=unreadable, plugins=[hooks]) as layer:
         with pytest.raises(LedgerUnavailable, match="unable to open database file"):
             layer.image("capped", {"prompt": "x"})
         assert acme.calls == []
         response = layer.image("watched", {"prompt": "x"})
     assert len(response.images) == 1
     assert response.warnings[0].startswith("gate 'watched': budget not checked: ledger sqlite:")
-    checks = [text for text, records in alerts.ledger if records == 0]
+    checks = [text for text, records in hooks.errors if records == 0]
     assert len(checks) == 2  # one per budget that could not be checked
     assert all("unable to open database file" in text for text in checks)
 
@@ -227,12 +207,7 @@ def test_200_requests_from_4_processes_serve_exactly_what_the_budget_admits(
 ) -> None:
     """$1.00 a day at $0.02 an image admits 50; 4 processes send 50 concurrent requests each."""
     calls = tmp_path / "calls"
-    out = subprocess.run(
-        [sys.executable, WORKER, "race", ledger_url, str(calls), "4", "50"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = run_worker("race", ledger_url, str(calls), "4", "50")
     assert out.returncode == 0, out.stderr
     results = [json.loads(line) for line in out.stdout.splitlines()]
 
@@ -256,12 +231,7 @@ def test_200_requests_from_4_processes_serve_exactly_what_the_budget_admits(
 
 def test_a_reservation_left_by_a_crashed_process_expires(ledger_url: str, tmp_path: Path) -> None:
     calls = tmp_path / "calls"
-    crashed = subprocess.run(
-        [sys.executable, WORKER, "crash", ledger_url, str(calls)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    crashed = run_worker("crash", ledger_url, str(calls))
     assert crashed.returncode == 3, crashed.stderr  # died inside the provider call
     assert len(calls.read_text().splitlines()) == 1
 

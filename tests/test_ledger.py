@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import subprocess
-import sys
 import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -31,8 +29,8 @@ from layer_core import (
 )
 from layer_core.testing import OK, ScriptedProvider, make_spec
 from tests.helpers import layer_with, two_model_provider
+from tests.ledger_backends import run_worker
 
-WORKER = str(Path(__file__).with_name("ledger_worker.py"))
 TABLES = ("layer_requests", "layer_budget_periods", "layer_budget_reservations")
 
 
@@ -259,12 +257,7 @@ def test_many_concurrent_requests_are_all_recorded(ledger_url: str) -> None:
 
 
 def test_records_queued_at_exit_are_written_without_close(ledger_url: str, tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, WORKER, "record", ledger_url, str(tmp_path / "calls"), "3"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_worker("record", ledger_url, str(tmp_path / "calls"), "3")
     assert out.returncode == 0, out.stderr
     costs = json.loads(out.stdout.splitlines()[-1])["costs"]
     layer = Layer({"ledger": ledger_url}, load_entry_points=False, environ={})

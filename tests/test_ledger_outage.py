@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,22 +22,10 @@ from layer_core import (
     ImageResponse,
     Layer,
     LedgerUnavailable,
-    hookimpl,
 )
 from layer_core.testing import fake_images
 from tests.helpers import layer_with, two_model_provider
-from tests.ledger_backends import PrivateCluster
-
-WORKER = str(Path(__file__).with_name("ledger_worker.py"))
-
-
-class LedgerErrors:
-    def __init__(self) -> None:
-        self.seen: list[tuple[LedgerUnavailable, int]] = []
-
-    @hookimpl
-    def on_ledger_error(self, error: LedgerUnavailable, records: list[Any]) -> None:
-        self.seen.append((error, len(records)))
+from tests.ledger_backends import LedgerHooks, PrivateCluster, run_worker
 
 
 def spooled_lines(data_home: Path) -> list[str]:
@@ -63,10 +48,10 @@ def test_records_wait_in_the_spool_while_sqlite_is_locked_and_appear_after(
     locked_sqlite: tuple[str, Path], tmp_path: Path
 ) -> None:
     url, path = locked_sqlite
-    errors = LedgerErrors()
+    hooks = LedgerHooks()
     acme = two_model_provider()
     layer = layer_with(
-        acme, gates={"g": {"model": "primary"}}, ledger=url, plugins=[errors], store_prompts=False
+        acme, gates={"g": {"model": "primary"}}, ledger=url, plugins=[hooks], store_prompts=False
     )
     first = layer.image("g", {"prompt": "before"})
     assert layer.costs().requests == 1
@@ -78,8 +63,8 @@ def test_records_wait_in_the_spool_while_sqlite_is_locked_and_appear_after(
         assert all(len(r.images) == 1 for r in during)
         assert layer.ledger is not None
         layer.ledger.flush()
-        assert sum(count for _, count in errors.seen) == 5
-        assert all("database is locked" in str(error) for error, _ in errors.seen)
+        assert sum(count for _, count in hooks.errors) == 5
+        assert all("database is locked" in error for error, _ in hooks.errors)
         lines = spooled_lines(tmp_path / "data")
         assert sorted(json.loads(line)["id"] for line in lines) == sorted(r.id for r in during)
         assert not any("during" in line for line in lines)  # prompts stay out of the spool too
@@ -103,12 +88,7 @@ def test_a_process_that_exits_while_the_database_is_down_leaves_its_records_to_t
     blocker = sqlite3.connect(path)
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        out = subprocess.run(
-            [sys.executable, WORKER, "record", url, str(tmp_path / "calls"), "4"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        out = run_worker("record", url, str(tmp_path / "calls"), "4")
         assert out.returncode == 0, out.stderr
         assert len(spooled_lines(tmp_path / "data")) == 4
     finally:
@@ -139,7 +119,7 @@ def test_killing_postgres_mid_run_returns_every_image_and_loses_no_record(
     private_postgres: PrivateCluster, tmp_path: Path
 ) -> None:
     cluster = private_postgres
-    errors = LedgerErrors()
+    hooks = LedgerHooks()
     in_flight = asyncio.Event()
     killed = asyncio.Event()
 
@@ -154,7 +134,7 @@ def test_killing_postgres_mid_run_returns_every_image_and_loses_no_record(
         # reserved while the database is up, settled after it died
         "capped": {"model": "backup", "budget": {"amount": "1", "period": "daily"}},
     }
-    layer = layer_with(acme, gates=gates, ledger=cluster.url, plugins=[errors])
+    layer = layer_with(acme, gates=gates, ledger=cluster.url, plugins=[hooks])
 
     async def run() -> list[ImageResponse]:
         responses = [await layer.aimage("g", {"prompt": f"up {i}"}) for i in range(10)]
@@ -176,8 +156,8 @@ def test_killing_postgres_mid_run_returns_every_image_and_loses_no_record(
 
     responses = asyncio.run(run())
     assert [len(r.images) for r in responses] == [1] * 21
-    assert errors.seen
-    assert sum(count for _, count in errors.seen) >= 11
+    assert hooks.errors
+    assert sum(count for _, count in hooks.errors) >= 11
 
     report = layer.costs(by=["gate", "status"])
     assert layer.ledger is not None
