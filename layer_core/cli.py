@@ -1,4 +1,4 @@
-"""The `layer` command: image, batch, gallery, explain, models, plugins, gates, check."""
+"""The `layer` command: image, batch, gallery, explain, models, plugins, gates, costs, check."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from layer_core.batch import BatchInput, BatchSummary, FileFormat
     from layer_core.layer import Layer
+    from layer_core.ledger import CostReport
     from layer_core.policy import Plan
     from layer_core.schema import ImageResponse
 
@@ -556,6 +557,82 @@ def gates(ctx: click.Context, as_json: bool) -> None:
         table.add_row(
             gate.id, gate.routing_strategy, "\n".join(gate.pool), defaults or "-", "\n".join(limits)
         )
+    _console().print(table)
+
+
+@cli.command()
+@click.option(
+    "--by",
+    multiple=True,
+    metavar="DIMENSION",
+    help="Group by gate, model, provider, day, status or meta.KEY (a metadata key); repeatable.",
+)
+@click.option("--since", metavar="WHEN", help="From: an age (30m, 12h, 7d, 2w) or ISO date/time.")
+@click.option("--until", metavar="WHEN", help="Up to (not including): same forms as --since.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_context
+def costs(
+    ctx: click.Context, by: tuple[str, ...], since: str | None, until: str | None, fmt: str
+) -> None:
+    """Spend recorded in the ledger, grouped --by, with exact totals."""
+    with _errors():
+        layer = _layer(ctx)
+        try:
+            report = layer.costs(since=since, until=until, by=by)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        finally:
+            layer.close()
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    elif fmt == "csv":
+        _print_csv(report)
+    else:
+        _print_costs(report, layer)
+
+
+def _print_csv(report: CostReport) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow([*report.by, "requests", "images", "cost"])
+    for row in report.rows:
+        writer.writerow(
+            [*(v or "" for v in row.group.values()), row.requests, row.images, str(row.cost)]
+        )
+
+
+def _print_costs(report: CostReport, layer: Layer) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    window = " ".join(
+        f"{word} {moment:%Y-%m-%d %H:%M} UTC"
+        for word, moment in (("since", report.since), ("until", report.until))
+        if moment is not None
+    )
+    table = Table(title=escape(f"spend {window or 'to date'} ({layer.ledger!r})"))
+    for name in report.by:
+        table.add_column(name, overflow="fold")
+    for column in ("requests", "images", "cost"):
+        table.add_column(column, justify="right")
+    if report.by:
+        for row in report.rows:
+            table.add_row(
+                *(escape(v) if v is not None else "-" for v in row.group.values()),
+                str(row.requests),
+                str(row.images),
+                _money(row.cost),
+            )
+        table.add_section()
+    label = ["total", *[""] * (len(report.by) - 1)] if report.by else []
+    table.add_row(*label, str(report.requests), str(report.images), _money(report.total))
     _console().print(table)
 
 

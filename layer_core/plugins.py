@@ -26,7 +26,14 @@ from layer_core.provider import Provider
 log = logging.getLogger("layer.plugins")
 
 ENTRY_POINT_GROUP = "layer"
-OBSERVATION_HOOKS = ("on_request", "on_plan", "on_attempt_failed", "on_response")
+OBSERVATION_HOOKS = (
+    "on_request",
+    "on_plan",
+    "on_attempt_failed",
+    "on_response",
+    "on_budget_alert",
+    "on_ledger_error",
+)
 PluginStatus = Literal["ok", "failed", "disabled"]
 
 

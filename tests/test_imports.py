@@ -24,3 +24,8 @@ def test_importing_layer_core_imports_nothing_heavy() -> None:
 def test_building_a_layer_imports_no_provider_sdk() -> None:
     modules = imported_after("from layer_core import Layer; Layer({'ledger': False})")
     assert not {m for m in modules if m.split(".")[0] in SDKS}
+
+
+def test_building_a_layer_with_its_default_ledger_opens_no_database() -> None:
+    modules = imported_after("from layer_core import Layer; Layer({})")
+    assert not {m for m in modules if m.split(".")[0] in ("sqlalchemy", "psycopg", "sqlite3")}

@@ -12,10 +12,10 @@ from layer_core.sizes import (
     fit_within,
     megapixels,
     parse_size,
-    png_size,
-    sizes_for_dimensions,
     pixels_for,
+    png_size,
     same_ratio,
+    sizes_for_dimensions,
     sizes_for_ratios,
 )
 from layer_core.testing import tiny_png
