@@ -28,7 +28,15 @@ TEST = ["pytest", "-n", "2", "-p", "no:cacheprovider"]
 CHECKS = [
     ["ruff", "check", "."],
     ["ruff", "format", "--check", "."],
-    ["mypy", "layer_core", "providers/local/layer_local", "examples/layer-acme/layer_acme"],
+    [
+        "mypy",
+        "layer_core",
+        "providers/local/layer_local",
+        "providers/openai/layer_openai",
+        "providers/stability/layer_stability",
+        "providers/replicate/layer_replicate",
+        "examples/layer-acme/layer_acme",
+    ],
 ]
 
 

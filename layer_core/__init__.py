@@ -33,6 +33,13 @@ _EXPORTS: dict[str, str] = {
     "Rejection": "layer_core.policy",
     "ProviderState": "layer_core.policy",
     "plan": "layer_core.policy",
+    "CostReport": "layer_core.ledger",
+    "CostRow": "layer_core.ledger",
+    "LedgerRecord": "layer_core.ledger",
+    "BatchResult": "layer_core.batch",
+    "BatchSummary": "layer_core.batch",
+    "run_batch": "layer_core.batch",
+    "write_gallery": "layer_core.gallery",
     # plugin authors
     "Provider": "layer_core.provider",
     "ProviderSettings": "layer_core.provider",
@@ -53,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "OverrideNotAllowed": "layer_core.errors",
     "NoEligibleModel": "layer_core.errors",
     "BudgetExceeded": "layer_core.errors",
+    "LedgerUnavailable": "layer_core.errors",
     "AllAttemptsFailed": "layer_core.errors",
     "ProviderError": "layer_core.errors",
     "RateLimited": "layer_core.errors",
@@ -81,6 +89,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from layer_core.batch import (
+        BatchResult as BatchResult,
+        BatchSummary as BatchSummary,
+        run_batch as run_batch,
+    )
     from layer_core.catalog import (
         Catalog as Catalog,
         ModelSpec as ModelSpec,
@@ -96,6 +109,7 @@ if TYPE_CHECKING:
         InvalidProviderRequest as InvalidProviderRequest,
         InvalidRequest as InvalidRequest,
         LayerError as LayerError,
+        LedgerUnavailable as LedgerUnavailable,
         NoEligibleModel as NoEligibleModel,
         OverrideNotAllowed as OverrideNotAllowed,
         PluginLoadError as PluginLoadError,
@@ -105,6 +119,9 @@ if TYPE_CHECKING:
         ProviderUnavailable as ProviderUnavailable,
         RateLimited as RateLimited,
         UnknownModel as UnknownModel,
+    )
+    from layer_core.gallery import (
+        write_gallery as write_gallery,
     )
     from layer_core.gates import (
         Budget as Budget,
@@ -117,6 +134,11 @@ if TYPE_CHECKING:
     )
     from layer_core.layer import (
         Layer as Layer,
+    )
+    from layer_core.ledger import (
+        CostReport as CostReport,
+        CostRow as CostRow,
+        LedgerRecord as LedgerRecord,
     )
     from layer_core.policy import (
         Candidate as Candidate,

@@ -20,6 +20,20 @@ from layer_core.schema import QUALITIES, SIZES, Quality, Size, Style
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=6)]
 
 
+def lookup_price(prices: Mapping[str, Decimal], quality: str | None, size: str) -> Decimal | None:
+    """The entry of a ``"<quality>/<size>"`` table for (quality, size), most specific key first.
+
+    Providers whose own quality names differ from layer's (OpenAI's low/medium/high) keep their
+    tables in their own vocabulary and read them with this before mapping onto a `ModelSpec`.
+    """
+    q = quality or "*"
+    for key in (f"{q}/{size}", f"{q}/*", f"*/{size}", "*/*"):
+        found = prices.get(key)
+        if found is not None:
+            return found
+    return None
+
+
 class ModelSpec(BaseModel):
     """One model: its exact sizes, parameters, images per call, quality score and prices."""
 
@@ -74,13 +88,7 @@ class ModelSpec(BaseModel):
 
     def price(self, quality: Quality | None, size: Size) -> Decimal | None:
         """Per-image USD for `quality` (None: the model has no quality setting) and `size`."""
-        q = quality or "*"
-        prices = self.prices
-        for key in (f"{q}/{size}", f"{q}/*", f"*/{size}", "*/*"):
-            found = prices.get(key)
-            if found is not None:
-                return found
-        return None
+        return lookup_price(self.prices, quality, size)
 
     def served_quality(self, requested: Quality | None) -> Quality | None:
         """The quality this model runs at for `requested`; None if it has no quality setting."""

@@ -1,4 +1,4 @@
-"""The `layer` command: image, explain, models, plugins, gates, check."""
+"""The `layer` command: image, batch, gallery, explain, models, plugins, gates, costs, check."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -19,7 +19,9 @@ from layer_core.schema import QUALITIES, SIZES, STYLES
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from layer_core.batch import BatchInput, BatchSummary, FileFormat
     from layer_core.layer import Layer
+    from layer_core.ledger import CostReport
     from layer_core.policy import Plan
     from layer_core.schema import ImageResponse
 
@@ -117,21 +119,25 @@ def _data(prompt: str, **options: Any) -> dict[str, Any]:
     return data
 
 
-@cli.command()
-@click.argument("prompt")
-@_request_options
-@click.option(
+_out_option = click.option(
     "-o",
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("images"),
     show_default=True,
-    help="Folder for the images and results.jsonl.",
+    help="Folder for the images, results.jsonl and index.html.",
 )
+
+
+@cli.command()
+@click.argument("prompt")
+@_request_options
+@_out_option
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
 @click.pass_context
 def image(ctx: click.Context, /, prompt: str, out: Path, as_json: bool, **options: Any) -> None:
     """Generate images for PROMPT and save them to --out."""
+    from layer_core.gallery import write_gallery
     from layer_core.output import save_response
 
     with _errors():
@@ -144,12 +150,179 @@ def image(ctx: click.Context, /, prompt: str, out: Path, as_json: bool, **option
                 _metadata(options["meta"]),
             )
         files = save_response(response, out, prompt=prompt)
+        gallery_page = write_gallery(out)
         if as_json:
             click.echo(
                 response.model_dump_json(by_alias=True, exclude={"images": {"__all__": {"base64"}}})
             )
             return
         _print_response(response, files, layer)
+        _console().print(f"gallery: {gallery_page}", markup=False)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_request_options
+@_out_option
+@click.option(
+    "-j",
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Requests in flight at once, across every provider.",
+)
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["auto", "text", "jsonl"]),
+    default="auto",
+    show_default=True,
+    help="text: a prompt per line; jsonl: a request per line (auto: by name or first line).",
+)
+@click.pass_context
+def batch(
+    ctx: click.Context, /, file: Path, out: Path, concurrency: int, file_format: str, **options: Any
+) -> None:
+    """Generate for every line of FILE into --out; rerun the same command to resume.
+
+    FILE holds a prompt per line, or a JSON request per line (`{"id": ..., "gateId": ...,
+    "data": {...}, "model": ..., "metadata": {...}}`, every field optional but data.prompt).
+    The request flags are defaults for every line. Lines already done in --out (same id, or
+    same content when a line has no id) are skipped; failed ones are retried. Ctrl-C stops
+    cleanly: every finished line is kept. Exits 1 when any line failed.
+    """
+    import asyncio
+
+    from layer_core.batch import read_batch_file
+    from layer_core.errors import GateNotFound
+
+    with _errors():
+        layer = _layer(ctx)
+        if options["gate"] not in layer.gates():  # a typo would fail every line: say so once
+            raise GateNotFound(options["gate"], list(layer.gates()))
+        defaults: dict[str, Any] = {
+            "gateId": options["gate"],
+            "data": {k: v for k, v in _data("", **options).items() if k != "prompt"},
+            "metadata": _metadata(options["meta"]),
+        }
+        if options["model"]:
+            defaults["model"] = options["model"]
+        requests = read_batch_file(file, defaults, file_format=cast("FileFormat", file_format))
+        seen: list[BatchSummary] = []
+        try:
+            summary = asyncio.run(_run_batch(layer, requests, out, concurrency, seen))
+        except KeyboardInterrupt:
+            console = _console(stderr=True)
+            if seen:
+                _print_summary(seen[-1], out, console)
+            _say(
+                console,
+                "interrupted",
+                "every finished line is in results.jsonl; "
+                "run the same command again to do the rest",
+            )
+            raise SystemExit(130) from None
+        _print_summary(summary, out, _console())
+        if summary.failed:
+            raise SystemExit(1)
+
+
+async def _run_batch(
+    layer: Layer,
+    requests: list[BatchInput | InvalidRequest],
+    out: Path,
+    concurrency: int,
+    seen: list[BatchSummary],
+) -> BatchSummary:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from layer_core.batch import run_batch
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[red]{task.fields[failed]} failed[/red]"),
+        TextColumn("{task.fields[spent]} spent"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=_console(stderr=True),
+    )
+    tasks: list[Any] = []
+
+    def show(summary: BatchSummary) -> None:
+        if not seen:
+            seen.append(summary)
+            note = f" ({summary.skipped} already done)" if summary.skipped else ""
+            tasks.append(
+                progress.add_task(f"batch{note}", total=summary.todo, failed=0, spent="$0")
+            )
+        progress.update(
+            tasks[0], completed=summary.done, failed=summary.failed, spent=_money(summary.cost)
+        )
+
+    async with layer:
+        with progress:
+            return await run_batch(layer, requests, out, concurrency=concurrency, on_progress=show)
+
+
+def _print_summary(summary: BatchSummary, out: Path, console: Console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"batch into {escape(str(out))}: {summary.state}", show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
+    for label, value in (
+        ("requests in the file", summary.total),
+        ("already done (skipped)", summary.skipped),
+        ("succeeded now", summary.ok),
+        ("failed", summary.failed),
+        ("not reached", summary.todo - summary.done),
+        ("images saved", summary.images),
+        ("spent", _money(summary.cost)),
+        ("time", f"{summary.elapsed:.1f} s"),
+    ):
+        table.add_row(label, str(value))
+    console.print(table)
+    if summary.failures:
+        failures = Table(title="failed (recorded in results.jsonl; a rerun retries them)")
+        for column in ("id", "prompt", "error"):
+            failures.add_column(column, overflow="fold")
+        for result in summary.failures[:20]:
+            error = f"{type(result.error).__name__}: {result.error}"
+            failures.add_row(
+                escape(result.id), escape((result.prompt or "")[:60]), escape(error[:400])
+            )
+        console.print(failures)
+        if len(summary.failures) > 20:
+            console.print(f"... and {len(summary.failures) - 20} more", markup=False)
+    console.print(f"results: {out / 'results.jsonl'}\ngallery: {out / 'index.html'}", markup=False)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def gallery(directory: Path) -> None:
+    """Rebuild DIRECTORY/index.html from DIRECTORY/results.jsonl."""
+    from layer_core.gallery import write_gallery
+    from layer_core.output import RESULTS, latest_results
+
+    if not (directory / RESULTS).is_file():
+        _say(_console(stderr=True), "error", f"{directory / RESULTS} does not exist")
+        raise SystemExit(2)
+    page = write_gallery(directory)
+    records = latest_results(directory)
+    images = sum(len(r.get("files") or []) for r in records.values())
+    _console().print(f"{page}: {len(records)} request(s), {images} image(s)", markup=False)
 
 
 def _print_response(response: ImageResponse, files: list[Path], layer: Layer) -> None:
@@ -384,6 +557,82 @@ def gates(ctx: click.Context, as_json: bool) -> None:
         table.add_row(
             gate.id, gate.routing_strategy, "\n".join(gate.pool), defaults or "-", "\n".join(limits)
         )
+    _console().print(table)
+
+
+@cli.command()
+@click.option(
+    "--by",
+    multiple=True,
+    metavar="DIMENSION",
+    help="Group by gate, model, provider, day, status or meta.KEY (a metadata key); repeatable.",
+)
+@click.option("--since", metavar="WHEN", help="From: an age (30m, 12h, 7d, 2w) or ISO date/time.")
+@click.option("--until", metavar="WHEN", help="Up to (not including): same forms as --since.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_context
+def costs(
+    ctx: click.Context, by: tuple[str, ...], since: str | None, until: str | None, fmt: str
+) -> None:
+    """Spend recorded in the ledger, grouped --by, with exact totals."""
+    with _errors():
+        layer = _layer(ctx)
+        try:
+            report = layer.costs(since=since, until=until, by=by)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        finally:
+            layer.close()
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    elif fmt == "csv":
+        _print_csv(report)
+    else:
+        _print_costs(report, layer)
+
+
+def _print_csv(report: CostReport) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow([*report.by, "requests", "images", "cost"])
+    for row in report.rows:
+        writer.writerow(
+            [*(v or "" for v in row.group.values()), row.requests, row.images, str(row.cost)]
+        )
+
+
+def _print_costs(report: CostReport, layer: Layer) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    window = " ".join(
+        f"{word} {moment:%Y-%m-%d %H:%M} UTC"
+        for word, moment in (("since", report.since), ("until", report.until))
+        if moment is not None
+    )
+    table = Table(title=escape(f"spend {window or 'to date'} ({layer.ledger!r})"))
+    for name in report.by:
+        table.add_column(name, overflow="fold")
+    for column in ("requests", "images", "cost"):
+        table.add_column(column, justify="right")
+    if report.by:
+        for row in report.rows:
+            table.add_row(
+                *(escape(v) if v is not None else "-" for v in row.group.values()),
+                str(row.requests),
+                str(row.images),
+                _money(row.cost),
+            )
+        table.add_section()
+    label = ["total", *[""] * (len(report.by) - 1)] if report.by else []
+    table.add_row(*label, str(report.requests), str(report.images), _money(report.total))
     _console().print(table)
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from layer_core.errors import ConfigError
 from layer_core.gates import Gate
+from layer_core.ledger import ledger_url
 from layer_core.provider import Provider, ProviderSettings
 
 TOP_LEVEL_KEYS = ("ledger", "store_prompts", "plugins", "gates")
@@ -94,8 +95,10 @@ def load_config(config: ConfigSource) -> LayerConfig:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(f"{source}: {_unknown(key, TOP_LEVEL_KEYS)} at the top level")
     ledger = raw.get("ledger", "sqlite")
-    if not isinstance(ledger, (str, bool)) or ledger is True:
-        raise ConfigError(f'{source}: ledger must be "sqlite", a database URL, or false')
+    try:
+        ledger_url(ledger, environ={})
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     store_prompts = raw.get("store_prompts", False)
     if not isinstance(store_prompts, bool):
         raise ConfigError(f"{source}: store_prompts must be true or false")

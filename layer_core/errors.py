@@ -128,7 +128,11 @@ class NoEligibleModel(LayerError):
 
 
 class BudgetExceeded(LayerError):
-    """This request would pass the gate's budget (enforcement `block`); nothing was called."""
+    """This request would pass the gate's budget (enforcement `block`); nothing was called.
+
+    `amount` is the budget, `spent` what the period has spent or holds for requests in flight,
+    `estimate` the least this request would cost, `resets_at` when the period ends (ISO 8601, UTC).
+    """
 
     def __init__(
         self, gate_id: str, amount: Decimal, spent: Decimal, estimate: Decimal, resets_at: str
@@ -142,6 +146,15 @@ class BudgetExceeded(LayerError):
         self.spent = spent
         self.estimate = estimate
         self.resets_at = resets_at
+
+
+class LedgerUnavailable(LayerError):
+    """The cost ledger is off, or its database could not be reached or written.
+
+    Raised by `Layer.costs()`, and before any provider call by a request through a gate whose
+    `block` budget could not be checked. Records are never lost to it: they wait in a spool
+    until the database is back.
+    """
 
 
 class AllAttemptsFailed(LayerError):

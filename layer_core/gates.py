@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -59,6 +60,18 @@ class Budget(BaseModel):
     amount: Annotated[Decimal, Field(gt=0)]
     period: Literal["daily", "monthly"] = "monthly"
     enforcement: Literal["block", "alert_only"] = "block"
+
+    def period_start(self, now: datetime) -> datetime:
+        """Start of the UTC calendar period holding `now` (an aware datetime)."""
+        day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return day if self.period == "daily" else day.replace(day=1)
+
+    def resets_at(self, now: datetime) -> datetime:
+        """When the period holding `now` ends and the budget starts afresh."""
+        start = self.period_start(now)
+        if self.period == "daily":
+            return start + timedelta(days=1)
+        return (start + timedelta(days=32)).replace(day=1)
 
 
 class Gate(BaseModel):

@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from layer_core.errors import ProviderError
+    from decimal import Decimal
+
+    from layer_core.errors import LedgerUnavailable, ProviderError
     from layer_core.gates import Gate
+    from layer_core.ledger import LedgerRecord
     from layer_core.policy import Plan
     from layer_core.provider import Provider
     from layer_core.schema import Attempt, ImageRequest, ImageResponse
@@ -89,8 +92,42 @@ def on_attempt_failed(request: ImageRequest, attempt: Attempt, error: ProviderEr
 def on_response(request: ImageRequest, response: ImageResponse) -> None:
     """A request succeeded: every requested image was delivered.
 
-    Called once per successful request, just before the response is returned.
+    Called once per successful request, just before the response is returned, after its record
+    was handed to the ledger: written already on a gate with a budget (it settles the budget's
+    reservation), else queued for the ledger's background writer (`Layer.costs()` waits for it).
 
     :param request: the validated request.
     :param response: the response about to be returned to the caller.
+    """
+
+
+@hookspec
+def on_budget_alert(
+    request: ImageRequest, gate: Gate, spent: Decimal, estimate: Decimal, blocked: bool
+) -> None:
+    """A request would take its gate past its budget for the period.
+
+    Called once per such request, before any provider is called. With enforcement `block`,
+    ``blocked`` is true and the request is about to raise `BudgetExceeded`; with `alert_only`
+    it is false and the request goes ahead, with a warning on its response.
+
+    :param request: the validated request.
+    :param gate: its gate; ``gate.budget`` holds the amount, period and enforcement.
+    :param spent: USD the period has spent or holds for requests in flight, before this one.
+    :param estimate: USD this request is expected to cost.
+    :param blocked: whether the request is refused.
+    """
+
+
+@hookspec
+def on_ledger_error(error: LedgerUnavailable, records: list[LedgerRecord]) -> None:
+    """The cost ledger's database could not be written or read.
+
+    Called when a batch of records could not be written (``records`` holds them: they are
+    spooled to disk and written once the database is back), and when a budget could not be
+    checked before a request (``records`` is empty). Runs on the ledger's writer thread for
+    failed writes, so an implementation must be thread-safe. Responses are never held back.
+
+    :param error: what went wrong, its message free of secrets.
+    :param records: the records now waiting in the spool (see `layer_core.ledger.LedgerRecord`).
     """

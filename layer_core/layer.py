@@ -7,15 +7,21 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from layer_core.catalog import Catalog, ModelSpec
 from layer_core.config import ConfigSource, LayerConfig, load_config, provider_settings
 from layer_core.errors import (
+    AllAttemptsFailed,
+    BudgetExceeded,
+    ConfigError,
     GateNotFound,
+    LedgerUnavailable,
     NoEligibleModel,
     OverrideNotAllowed,
     PluginRegistrationError,
@@ -23,15 +29,29 @@ from layer_core.errors import (
 )
 from layer_core.execution import Executor
 from layer_core.gates import OVERRIDE_FIELDS, Gate
+from layer_core.ledger import Hold, Ledger, LedgerRecord, Status, ledger_url, reservation_ttl
 from layer_core.plugins import PluginHost, PluginInfo, allow_list_from_env, build_host
-from layer_core.policy import Plan, ProviderState, plan
+from layer_core.policy import Plan, ProviderState, money, plan
 from layer_core.provider import Provider, ProviderSettings
-from layer_core.schema import ImageData, ImageRequest, ImageResponse, parse_request
+from layer_core.schema import (
+    Attempt,
+    ImageData,
+    ImageOutput,
+    ImageRequest,
+    ImageResponse,
+    parse_request,
+)
+
+if TYPE_CHECKING:
+    from layer_core.batch import BatchInput, BatchResult
+    from layer_core.ledger.report import CostReport, When
 
 log = logging.getLogger("layer")
 T = TypeVar("T")
 
 DEFAULT_GATE = "default"
+#: Tries to reserve a budget when other requests keep taking what is left in between.
+RESERVE_TRIES = 8
 _COMMON_SETTINGS = set(ProviderSettings.model_fields)
 
 
@@ -85,6 +105,16 @@ class Layer:
             self._gates[DEFAULT_GATE] = self._builtin_default_gate()
         self._rotation: dict[str, int] = {}
         self._runner: _LoopThread | None = None
+        self._ledger = self._open_ledger(environ)
+
+    def _open_ledger(self, environ: Mapping[str, str] | None) -> Ledger | None:
+        try:
+            url = ledger_url(self.config.ledger, environ)
+        except ValueError as exc:
+            raise ConfigError(f"{self.config.source}: {exc}") from None
+        if url is None:
+            return None
+        return Ledger.for_url(url, notify=self._host.notify)
 
     # --- catalogue, gates, plugins -------------------------------------------------------
 
@@ -172,18 +202,11 @@ class Layer:
                     gate.id, f"data.{field}", f"it pins {pinned}; asked for {asked}"
                 )
 
-    def _plan(self, request: ImageRequest, gate: Gate, *, advance: bool) -> Plan:
+    def _state(self, gate: Gate, now: datetime, *, advance: bool) -> ProviderState:
         rotation = self._rotation.get(gate.id, 0)
         if advance and gate.routing_strategy == "round-robin":
             self._rotation[gate.id] = rotation + 1
-        state = ProviderState(
-            unavailable=self._unavailable,
-            today=datetime.now(UTC).date(),
-            rotation=rotation,
-        )
-        result = plan(request, gate, self._catalog, state)
-        self._host.notify("on_plan", request=request, plan=result)
-        return result
+        return ProviderState(unavailable=self._unavailable, today=now.date(), rotation=rotation)
 
     def explain(
         self,
@@ -192,9 +215,25 @@ class Layer:
         model: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Plan:
-        """The plan for a request (candidates in order, rejections with reasons); calls no one."""
+        """The plan for a request (candidates in order, rejections with reasons); calls no one.
+
+        A gate with a `block` budget reads what is left of it, so the plan shows which models
+        the budget rules out.
+        """
         request, gate = self._prepare(gate_id, data or {}, model, metadata)
-        return self._plan(request, gate, advance=False)
+        now = datetime.now(UTC)
+        state = self._state(gate, now, advance=False)
+        budget = gate.budget
+        if self._ledger is not None and budget is not None and budget.enforcement == "block":
+            try:
+                left = self._ledger.budget_state(gate, now).left
+            except LedgerUnavailable as exc:
+                log.warning("%s; the plan does not account for the budget", exc)
+            else:
+                state = replace(state, budget_left=left)
+        result = plan(request, gate, self._catalog, state)
+        self._host.notify("on_plan", request=request, plan=result)
+        return result
 
     # --- generating --------------------------------------------------------------------------
 
@@ -207,26 +246,46 @@ class Layer:
     ) -> ImageResponse:
         """Generate images for ``data`` through gate ``gate_id``.
 
-        Raises `InvalidRequest`, `GateNotFound`, `UnknownModel`, `OverrideNotAllowed` or
-        `NoEligibleModel` before any provider is called, and `AllAttemptsFailed` (carrying every
-        attempt and any images delivered) when generation fails.
+        Raises `InvalidRequest`, `GateNotFound`, `UnknownModel`, `OverrideNotAllowed`,
+        `NoEligibleModel` or `BudgetExceeded` before any provider is called, and
+        `AllAttemptsFailed` (carrying every attempt and any images delivered) when generation
+        fails. Every request that reaches its gate is recorded in the ledger (unless it is off).
         """
         started = time.perf_counter()
         request, gate = self._prepare(gate_id, data or {}, model, metadata)
         notify = self._host.notify
         notify("on_request", request=request, gate=gate)
-        the_plan = self._plan(request, gate, advance=True)
-        if not the_plan.candidates:
-            raise NoEligibleModel(gate.id, the_plan.rejected)
-        outcome = await Executor(
-            request=request,
-            gate=gate,
-            plan=the_plan,
-            providers=self._host.providers,
-            notify=notify,
-            secrets=self._secrets,
-            options=self._options,
-        ).run()
+        now = datetime.now(UTC)
+        state = self._state(gate, now, advance=True)
+        first_plan = the_plan = plan(request, gate, self._catalog, state)
+        ledger = self._ledger
+        hold: Hold | None = None
+        notes: list[str] = []
+        try:
+            if ledger is not None and gate.budget is not None and the_plan.candidates:
+                the_plan, hold, notes = await self._reserve(
+                    request, gate, state, first_plan, now, ledger
+                )
+            notify("on_plan", request=request, plan=the_plan)
+            if not the_plan.candidates:
+                raise NoEligibleModel(gate.id, the_plan.rejected)
+            outcome = await Executor(
+                request=request,
+                gate=gate,
+                plan=the_plan,
+                providers=self._host.providers,
+                notify=notify,
+                secrets=self._secrets,
+                options=self._options,
+            ).run()
+        except BaseException as exc:
+            if ledger is not None:
+                record = self._failure_record(exc, request, first_plan, now, started, hold)
+                if hold is not None and isinstance(exc, Exception):
+                    await ledger.settle(record)
+                else:  # nothing held, or cancelled: the writer settles it
+                    ledger.record(record)
+            raise
         first = outcome.images[0]
         response = ImageResponse(
             id=f"img_{uuid.uuid4().hex}",
@@ -237,11 +296,151 @@ class Layer:
             gate_id=gate.id,
             provider=first.provider,
             attempts=outcome.attempts,
-            warnings=outcome.warnings,
+            warnings=[*outcome.warnings, *notes] if notes else outcome.warnings,
             metadata=request.metadata,
         )
+        if ledger is not None:
+            record = self._record(
+                response.id,
+                request,
+                first_plan,
+                now,
+                response.latency,
+                "ok",
+                response.images,
+                response.attempts,
+                hold=hold,
+            )
+            if hold is None:
+                ledger.record(record)
+            else:
+                await ledger.settle(record)
         notify("on_response", request=request, response=response)
         return response
+
+    async def _reserve(
+        self,
+        request: ImageRequest,
+        gate: Gate,
+        state: ProviderState,
+        first: Plan,
+        now: datetime,
+        ledger: Ledger,
+    ) -> tuple[Plan, Hold | None, list[str]]:
+        """Hold the plan's worst-case cost against the gate's budget, atomically.
+
+        The policy decides what fits (`ProviderState.budget_left`); the ledger makes the hold
+        only if it still fits when taken. When another request took the room in between, the
+        plan is made again with what is left, until a hold is made or nothing fits.
+        """
+        budget = gate.budget
+        assert budget is not None
+        the_plan = first
+        ttl = reservation_ttl(gate, first.candidates)
+        least = min(c.estimated_cost for c in first.candidates)
+        for _ in range(RESERVE_TRIES):
+            estimate = max(c.estimated_cost for c in the_plan.candidates)
+            try:
+                result = await ledger.reserve(gate, now, estimate, ttl)
+            except LedgerUnavailable as exc:
+                if budget.enforcement == "block":
+                    raise
+                return the_plan, None, [f"gate {gate.id!r}: budget not checked: {exc}"]
+            if isinstance(result, Hold):
+                if not result.over:
+                    return the_plan, result, []
+                self._budget_alert(request, gate, result.spent, estimate, blocked=False)
+                note = (
+                    f"gate {gate.id!r}: over its {budget.period} budget of {money(budget.amount)}"
+                    f" (spent {money(result.spent)}, this request ~{money(estimate)});"
+                    " enforcement is alert_only, so it was served"
+                )
+                return the_plan, result, [note]
+            refusal = result
+            the_plan = plan(request, gate, self._catalog, replace(state, budget_left=result.left))
+            if not the_plan.candidates:
+                break
+        self._host.notify("on_plan", request=request, plan=the_plan)
+        self._budget_alert(request, gate, refusal.spent, least, blocked=True)
+        raise BudgetExceeded(
+            gate.id, budget.amount, refusal.spent, least, refusal.resets_at.isoformat()
+        )
+
+    def _budget_alert(
+        self, request: ImageRequest, gate: Gate, spent: Decimal, estimate: Decimal, *, blocked: bool
+    ) -> None:
+        self._host.notify(
+            "on_budget_alert",
+            request=request,
+            gate=gate,
+            spent=spent,
+            estimate=estimate,
+            blocked=blocked,
+        )
+
+    def _record(
+        self,
+        record_id: str,
+        request: ImageRequest,
+        first_plan: Plan,
+        now: datetime,
+        latency: float,
+        status: Status,
+        images: Sequence[ImageOutput],
+        attempts: Sequence[Attempt],
+        *,
+        error: str | None = None,
+        hold: Hold | None = None,
+    ) -> LedgerRecord:
+        """The ledger's record of one request (prompt only if the config opts in)."""
+        served = images[0] if images else None
+        asked = request.model or (first_plan.candidates[0].id if first_plan.candidates else None)
+        return LedgerRecord(
+            id=record_id,
+            created=now,
+            gate_id=request.gate_id,
+            model_requested=asked,
+            model_used=served.model if served else None,
+            provider=served.provider if served else None,
+            requested=request.data.count,
+            delivered=len(images),
+            cost=sum((image.cost_exact for image in images), Decimal(0)),
+            latency=latency,
+            status=status,
+            error=error,
+            metadata=request.metadata,
+            attempts=attempts,
+            prompt=request.data.prompt if self.config.store_prompts else None,
+            hold=hold,
+        )
+
+    def _failure_record(
+        self,
+        exc: BaseException,
+        request: ImageRequest,
+        first_plan: Plan,
+        now: datetime,
+        started: float,
+        hold: Hold | None,
+    ) -> LedgerRecord:
+        """A failed request: what it was paid for (images delivered before the end), and why."""
+        images: Sequence[ImageOutput] = ()
+        attempts: Sequence[Attempt] = ()
+        if isinstance(exc, AllAttemptsFailed):
+            images, attempts = exc.images, exc.attempts
+        status: Status = "rejected-by-budget" if isinstance(exc, BudgetExceeded) else "failed"
+        return self._record(
+            f"img_{uuid.uuid4().hex}",
+            request,
+            first_plan,
+            now,
+            (time.perf_counter() - started) * 1000,
+            status,
+            images,
+            attempts,
+            error=type(exc).__name__,
+            hold=hold,
+        )
 
     def image(
         self,
@@ -253,27 +452,89 @@ class Layer:
         """`aimage`, run for you; works inside a running event loop too (e.g. a notebook)."""
         return self._run(self.aimage(gate_id, data, model, metadata))
 
+    def aimage_batch(
+        self,
+        requests: Iterable[BatchInput],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+    ) -> AsyncIterator[BatchResult]:
+        """Generate for many requests, at most `concurrency` at a time across every provider.
+
+        Yields a `BatchResult` per request (its id, request, and response or error) as each
+        finishes, or in input order when `ordered`. A request is an `ImageRequest` or a mapping
+        in the wire shape (`{"gateId", "data", "model", "metadata"}` plus an optional `id`).
+        One failure never stops the others; an invalid request is an `InvalidRequest` result and
+        reaches no provider. Leaving the loop early cancels the requests in flight.
+        """
+        from layer_core.batch import batch_items, stream
+
+        return stream(self, batch_items(requests), concurrency=concurrency, ordered=ordered)
+
+    def image_batch(
+        self,
+        requests: Iterable[BatchInput],
+        *,
+        concurrency: int = 8,
+        ordered: bool = False,
+    ) -> Iterator[BatchResult]:
+        """`aimage_batch`, iterated for you (on the same private loop as `image`)."""
+        from layer_core.batch import iterate_on
+
+        if self._runner is None:
+            self._runner = _LoopThread()
+        batch = self.aimage_batch(requests, concurrency=concurrency, ordered=ordered)
+        return iterate_on(self._runner.loop, batch)
+
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._runner is None:
             self._runner = _LoopThread()
         return self._runner.run(coro)
 
+    # --- spend -------------------------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """The cost ledger (None when the config says ``ledger = false``)."""
+        return self._ledger
+
+    def costs(
+        self, since: When = None, until: When = None, by: str | Sequence[str] = ()
+    ) -> CostReport:
+        """Spend recorded over [since, until), grouped `by` any of gate, model, provider, day,
+        status and ``meta.<key>`` (a metadata key); no `by` gives one row with the total.
+
+        `since`/`until` take datetimes, dates, ISO text, or ages such as ``"7d"``. Requests
+        this process made are written before the query runs, so they are always counted.
+        Raises `LedgerUnavailable` when the ledger is off or its database cannot be reached.
+        """
+        if self._ledger is None:
+            raise LedgerUnavailable(
+                f"{self.config.source}: the ledger is off (ledger = false); nothing is recorded"
+            )
+        return self._ledger.costs(since=since, until=until, by=by)
+
     # --- closing -----------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the providers' clients on the running loop."""
+        """Close the providers' clients on the running loop, and write what the ledger holds."""
         for provider in self._host.providers.values():
             try:
                 await provider.aclose()
             except Exception:
                 log.exception("closing provider %s failed", provider.name)
+        if self._ledger is not None:
+            await asyncio.to_thread(self._ledger.close)
 
     def close(self) -> None:
-        """Close providers (on the sync loop as well) and stop the sync loop's thread."""
+        """Close providers (on the sync loop as well), stop the sync loop's thread, and write
+        what the ledger holds. A closed `Layer` can still be used: things reopen on demand."""
         if self._runner is not None:
             self._runner.run(self.aclose())
             self._runner.stop()
             self._runner = None
+        if self._ledger is not None:
+            self._ledger.close()
 
     def __enter__(self) -> Layer:
         return self

@@ -26,7 +26,14 @@ from layer_core.provider import Provider
 log = logging.getLogger("layer.plugins")
 
 ENTRY_POINT_GROUP = "layer"
-OBSERVATION_HOOKS = ("on_request", "on_plan", "on_attempt_failed", "on_response")
+OBSERVATION_HOOKS = (
+    "on_request",
+    "on_plan",
+    "on_attempt_failed",
+    "on_response",
+    "on_budget_alert",
+    "on_ledger_error",
+)
 PluginStatus = Literal["ok", "failed", "disabled"]
 
 
@@ -161,6 +168,7 @@ class PluginHost:
         self.providers[name] = provider
         self.provider_plugin[name] = info.name
         info.providers.append(name)
+        info.note = "; ".join(filter(None, [info.note, *provider.notes()])) or None
 
     def _forget(self, plugin: object, info: PluginInfo) -> None:
         for name in info.providers:

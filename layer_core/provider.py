@@ -15,7 +15,7 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -105,6 +105,11 @@ class Provider(ABC):
     async def generate(self, call: GenerationCall) -> list[ImageOutput]:
         """Make one call and return its images; raise only `ProviderError` subclasses."""
 
+    def notes(self) -> list[str]:
+        """Remarks `layer plugins` shows beside the plugin, e.g. an optional extra that would add
+        models. Called at registration, before `configure`; must not do I/O."""
+        return []
+
     async def aclose(self) -> None:  # noqa: B027 - optional: most providers hold nothing
         """Release clients and connections."""
 
@@ -162,6 +167,20 @@ def error_for_status(
     if status >= 500:
         return ProviderUnavailable(message, **kw)
     return InvalidProviderRequest(message, **kw)
+
+
+def split_cost(total: Decimal, count: int) -> list[Decimal]:
+    """`total` shared over `count` images, exactly: the shares always sum to `total`.
+
+    For a provider that reports one cost for a whole call (token usage, billed seconds): each
+    image gets the share rounded down to 1e-12 USD and the last one takes the remainder.
+    """
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    if count == 1:
+        return [total]
+    share = (total / count).quantize(Decimal("1e-12"), rounding=ROUND_DOWN)
+    return [share] * (count - 1) + [total - share * (count - 1)]
 
 
 class PerLoop(Generic[T]):

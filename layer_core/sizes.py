@@ -2,11 +2,14 @@
 
 Providers that take an aspect ratio (Flux, Stability) rather than pixels use `aspect_ratio_for`
 to map a request's size onto the ratios they accept; a model declares a size only where the image
-it returns has that ratio (within `tolerance`), and reports the pixels it really delivers.
+it returns has that ratio (within `tolerance`), and reports the pixels it really delivers
+(`png_size` reads them from the image). Models that return a fixed set of pixel sizes (SDXL)
+use `closest_dimensions`.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from fractions import Fraction
 
@@ -60,6 +63,74 @@ def sizes_for_ratios(
     """Every layer size that some ratio in `allowed` serves, in layer's size order."""
     ratios = tuple(allowed)
     return tuple(s for s in SIZES if aspect_ratio_for(s, ratios, tolerance=tolerance) is not None)
+
+
+def closest_dimensions(
+    size: str, allowed: Iterable[str], *, tolerance: float = DEFAULT_TOLERANCE
+) -> str | None:
+    """The WxH in `allowed` whose shape is closest to `size`'s, if within `tolerance`; else None.
+
+    For models that return fixed pixel sizes (SDXL: 1024x1024, 1344x768, ...): a size is served
+    only where what comes back has its shape. '1792x1024' → '1344x768' (both 7:4).
+    """
+    by_ratio = {exact_ratio(dimensions): dimensions for dimensions in allowed}
+    ratio = aspect_ratio_for(size, by_ratio, tolerance=tolerance)
+    return None if ratio is None else by_ratio[ratio]
+
+
+def sizes_for_dimensions(
+    allowed: Iterable[str], *, tolerance: float = DEFAULT_TOLERANCE
+) -> tuple[Size, ...]:
+    """Every layer size that some WxH in `allowed` serves (see `closest_dimensions`)."""
+    return sizes_for_ratios([exact_ratio(d) for d in allowed], tolerance=tolerance)
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's header, or None if `data` does not start like a PNG."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def same_ratio(size: str, other: str, *, tolerance: float = DEFAULT_TOLERANCE) -> bool:
+    """Whether two WxH sizes have the same aspect ratio, within `tolerance` (relative).
+
+    How a model decides it can list a size: '1792x1024' and '1344x768' (both 7:4) → True;
+    '1536x1024' and '1216x832' (1.5 and 1.46) → False.
+    """
+    return aspect_ratio_for(size, [exact_ratio(other)], tolerance=tolerance) is not None
+
+
+def pixels_for(size: str, choices: Iterable[int]) -> int:
+    """The smallest pixel count in `choices` that covers `size`'s area, else the largest one.
+
+    How a model offering a few output areas picks one: with 512x512 and 1024x1024 worth of
+    pixels on offer, '256x256' and '512x512' take the first, '1792x1024' the second.
+    """
+    width, height = parse_size(size)
+    options = sorted(choices)
+    if not options:
+        raise ValueError("no pixel counts to choose from")
+    return next((pixels for pixels in options if pixels >= width * height), options[-1])
+
+
+def fit_within(
+    size: str, *, max_side: int, min_side: int = 1, multiple: int = 1
+) -> tuple[int, int] | None:
+    """`size` scaled down (never up) to the largest WxH of exactly its aspect ratio whose sides
+    are multiples of `multiple` within [`min_side`, `max_side`]; None if there is none.
+
+    For models that take width and height within limits: '1792x1024' within 1440 in steps of 32
+    → (1344, 768); '1536x1024' → (1440, 960); '1024x1024' → (1024, 1024).
+    """
+    width, height = parse_size(size)
+    ratio = Fraction(width, height)
+    step_w, step_h = ratio.numerator * multiple, ratio.denominator * multiple
+    steps = min(width // step_w, height // step_h, max_side // step_w, max_side // step_h)
+    if steps < 1 or min(step_w, step_h) * steps < min_side:
+        return None
+    return step_w * steps, step_h * steps
 
 
 def megapixels(size: str) -> float:

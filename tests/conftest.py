@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.ledger_backends import postgres_schema
+
 LAYER_ENV = (
     "LAYER_CONFIG",
     "LAYER_PLUGINS",
     "LAYER_STRICT_PLUGINS",
     "LAYER_RAISE_ERRORS",
+    "LAYER_LEDGER_URL",
     "OPENAI_API_KEY",
     "REPLICATE_API_TOKEN",
     "STABILITY_API_KEY",
@@ -26,3 +29,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
     return
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh ledger database: a SQLite file, or a private schema on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+        return
+    with postgres_schema() as url:
+        yield url

@@ -30,3 +30,8 @@ def test_building_a_layer_imports_no_provider_sdk() -> None:
 def test_the_test_helpers_need_no_test_framework_until_asked() -> None:
     modules = imported_after("import layer_core.testing")
     assert not {m for m in modules if m.split(".")[0] in TEST_KIT}
+
+
+def test_building_a_layer_with_its_default_ledger_opens_no_database() -> None:
+    modules = imported_after("from layer_core import Layer; Layer({})")
+    assert not {m for m in modules if m.split(".")[0] in ("sqlalchemy", "psycopg", "sqlite3")}

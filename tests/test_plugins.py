@@ -173,6 +173,28 @@ def test_two_plugins_registering_the_same_provider_name() -> None:
     assert [m.id for m in layer.models()] == ["d-1"]
 
 
+class NotedProvider(ScriptedProvider):
+    def notes(self) -> list[str]:
+        return ["pip install 'acme[extra]' for more models"]
+
+
+def test_a_providers_notes_show_beside_its_plugin() -> None:
+    from layer_core.testing import plugin_for
+
+    noted = NotedProvider("acme", [make_spec("a-1", "acme")])
+    layer = Layer(
+        {"ledger": False}, plugins=[plugin_for(noted, name="acme")], load_entry_points=False
+    )
+    (info,) = [p for p in layer.plugins() if p.name == "acme"]
+    assert info.status == "ok"
+    assert info.note == "object; pip install 'acme[extra]' for more models"
+    quiet = ScriptedProvider("quiet", [make_spec("q-1", "quiet")])
+    assert (
+        Layer({"ledger": False}, plugins=[quiet], load_entry_points=False).plugins()[0].note
+        == "object"
+    )
+
+
 class Recorder:
     """An observer plugin that records every observation hook call."""
 

@@ -1,0 +1,161 @@
+"""What the ledger keeps: one `LedgerRecord` per request, and the budget `Hold` it settles.
+
+Plain data, no database code: records are built on the request's path (cheaply), written by the
+ledger's background writer, and turned into JSON lines when the database cannot take them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal, get_args
+
+from layer_core.schema import Attempt
+
+Status = Literal["ok", "failed", "rejected-by-budget"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A budget reservation made before a request's first provider call.
+
+    The request's record settles it: the reservation is dropped and the real cost added to the
+    period's spend, in one transaction. A hold that is never settled (the process died) stops
+    counting at `expires`.
+    """
+
+    id: str
+    gate_id: str
+    period: str
+    period_start: datetime
+    amount: Decimal
+    expires: datetime
+    limit: Decimal
+    spent: Decimal
+    """spend of the period (settled and in flight) before this hold."""
+    over: bool = False
+    """the hold passed the limit (only under `alert_only`, which lets the request through)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """A gate's budget now: its limit, what is spent or held in flight, when it resets."""
+
+    limit: Decimal
+    spent: Decimal
+    resets_at: datetime
+
+    @property
+    def left(self) -> Decimal:
+        return max(self.limit - self.spent, Decimal(0))
+
+
+@dataclass(slots=True)
+class LedgerRecord:
+    """One request, as the ledger stores it. `cost` is exact; `latency` is milliseconds."""
+
+    id: str
+    created: datetime
+    gate_id: str
+    model_requested: str | None
+    model_used: str | None
+    provider: str | None
+    requested: int
+    delivered: int
+    cost: Decimal
+    latency: float
+    status: Status
+    error: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    attempts: Sequence[Attempt] = ()
+    prompt: str | None = None
+    hold: Hold | None = None
+
+    def row(self) -> dict[str, Any]:
+        """Column values (created as naive UTC, as the tables store it)."""
+        return {
+            "id": self.id,
+            "created": naive_utc(self.created),
+            "gate_id": self.gate_id,
+            "model_requested": self.model_requested,
+            "model_used": self.model_used,
+            "provider": self.provider,
+            "requested": self.requested,
+            "delivered": self.delivered,
+            "cost": self.cost,
+            "latency_ms": self.latency,
+            "status": self.status,
+            "error": self.error,
+            "meta": dict(self.metadata),
+            "attempts": [a.model_dump(mode="json", exclude_none=True) for a in self.attempts],
+            "prompt": self.prompt,
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> LedgerRecord:
+        return cls(
+            id=row["id"],
+            created=row["created"].replace(tzinfo=UTC),
+            gate_id=row["gate_id"],
+            model_requested=row["model_requested"],
+            model_used=row["model_used"],
+            provider=row["provider"],
+            requested=row["requested"],
+            delivered=row["delivered"],
+            cost=Decimal(row["cost"]),
+            latency=row["latency_ms"],
+            status=row["status"],
+            error=row["error"],
+            metadata=row["meta"] or {},
+            attempts=tuple(Attempt.model_validate(a) for a in row["attempts"] or ()),
+            prompt=row["prompt"],
+        )
+
+    def to_json(self) -> str:
+        """One spool line: the row, plus the hold it settles (exact decimals as strings)."""
+        data = self.row()
+        data["created"] = self.created.isoformat()
+        data["cost"] = str(self.cost)
+        if self.hold is not None:
+            hold = self.hold
+            data["hold"] = {
+                "id": hold.id,
+                "gate_id": hold.gate_id,
+                "period": hold.period,
+                "period_start": hold.period_start.isoformat(),
+                "amount": str(hold.amount),
+                "expires": hold.expires.isoformat(),
+                "limit": str(hold.limit),
+                "spent": str(hold.spent),
+                "over": hold.over,
+            }
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> LedgerRecord:
+        data = json.loads(line)
+        data["created"] = datetime.fromisoformat(data["created"]).replace(tzinfo=None)
+        record = cls.from_row(data)
+        raw = data.get("hold")
+        if raw is not None:
+            record.hold = Hold(
+                id=raw["id"],
+                gate_id=raw["gate_id"],
+                period=raw["period"],
+                period_start=datetime.fromisoformat(raw["period_start"]),
+                amount=Decimal(raw["amount"]),
+                expires=datetime.fromisoformat(raw["expires"]),
+                limit=Decimal(raw["limit"]),
+                spent=Decimal(raw["spent"]),
+                over=raw["over"],
+            )
+        return record
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """`moment` in UTC without tzinfo: how every timestamp is stored, on every backend."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment

@@ -1,0 +1,240 @@
+"""`OpenAIProvider`: a `GenerationCall` → `images.generate` on the openai SDK, and back.
+
+The SDK is imported when the first call makes a client, never at plugin load. One `AsyncOpenAI`
+per event loop (`PerLoop`), made in `_client` only, with the SDK's own retries off: the router is
+the only retry loop, so a retry may go to another model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from layer_core.catalog import ModelSpec
+from layer_core.errors import (
+    ContentRejected,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from layer_core.provider import (
+    GenerationCall,
+    PerLoop,
+    Provider,
+    ProviderSettings,
+    error_for_status,
+    parse_retry_after,
+    split_cost,
+)
+from layer_core.schema import ImageOutput, Quality
+from layer_openai.models import PROVIDER, GptImageQuality, OpenAIModel, Served, serve, shipped
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+__all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "OpenAISettings", "error_from_sdk"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: `error.code` values of a 400 that is a safety refusal (DALL·E, gpt-image).
+CONTENT_CODES = frozenset({"content_policy_violation", "moderation_blocked"})
+MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_PIXELS = re.compile(r"\d{1,5}x\d{1,5}")
+
+
+class OpenAISettings(ProviderSettings):
+    """`[plugins.openai]`: the common keys plus the OpenAI ones below."""
+
+    quality_map: dict[Quality, GptImageQuality] = Field(
+        default_factory=dict,
+        description="gpt-image quality sent for layer's standard/hd (default medium/high)",
+    )
+    response_format: Literal["url", "b64_json"] | None = Field(
+        None, description="asked of DALL·E models only (gpt-image always returns b64_json)"
+    )
+    models: tuple[str, ...] | None = Field(
+        None, description="serve only these models, in this order (default: all)"
+    )
+    extra_models: dict[str, OpenAIModel] = Field(
+        default_factory=dict,
+        description="more models (or replacements) as data, e.g. for an OpenAI-compatible server",
+    )
+
+    @model_validator(mode="after")
+    def _models_known(self) -> OpenAISettings:
+        known = {**shipped(), **self.extra_models}
+        for name in self.models or ():
+            if name not in known:
+                raise ValueError(
+                    f"models: unknown model {name!r} (shipped: {', '.join(shipped())}; "
+                    "declare others under extra_models)"
+                )
+        catalogue(self)  # a quality_map that leaves a model unservable is an error here
+        return self
+
+
+def catalogue(settings: OpenAISettings) -> dict[str, Served]:
+    """Every served model by id, mapped with the settings' quality map."""
+    known = {**shipped(), **settings.extra_models}
+    chosen = settings.models if settings.models is not None else tuple(known)
+    return {
+        model_id: serve(
+            model_id,
+            known[model_id],
+            quality_map=settings.quality_map,
+            response_format=settings.response_format,
+        )
+        for model_id in chosen
+    }
+
+
+class OpenAIProvider(Provider):
+    """OpenAI's Images API (or any OpenAI-compatible one, via `base_url`)."""
+
+    name = PROVIDER
+    key_env_var = "OPENAI_API_KEY"
+    Settings = OpenAISettings
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._served: dict[str, Served] = {}
+        self._clients: PerLoop[AsyncOpenAI] = PerLoop(self._client)
+        self.configure(self.settings)
+
+    def configure(self, settings: ProviderSettings) -> None:
+        if not isinstance(settings, OpenAISettings):
+            settings = OpenAISettings.model_validate(settings.model_dump())
+        super().configure(settings)
+        self._served = catalogue(settings)
+
+    def models(self) -> list[ModelSpec]:
+        return [served.spec for served in self._served.values()]
+
+    def _client(self) -> AsyncOpenAI:
+        """The one place an SDK client is made (once per event loop)."""
+        from openai import AsyncOpenAI
+
+        return AsyncOpenAI(
+            api_key=self.api_key(),
+            base_url=self.settings.base_url or DEFAULT_BASE_URL,
+            max_retries=0,
+        )
+
+    async def generate(self, call: GenerationCall) -> list[ImageOutput]:
+        served = self._served[call.model.id]
+        kwargs: dict[str, Any] = {
+            **served.request,
+            "prompt": call.prompt,
+            "size": call.size,
+            "n": call.n,
+            "timeout": call.timeout,
+        }
+        if served.quality and call.quality is not None:
+            kwargs["quality"] = served.quality[call.quality]
+        if call.style is not None:  # the core passes a style only to models that declare styles
+            kwargs["style"] = call.style
+        client = self._clients.get()
+        try:
+            response = await client.images.generate(**kwargs)
+        except Exception as exc:
+            error = error_from_sdk(exc, model=call.model.id)
+            if error is None:
+                raise
+            raise error from None
+        return self._outputs(response, call, served)
+
+    def _outputs(self, response: object, call: GenerationCall, served: Served) -> list[ImageOutput]:
+        """The SDK's answer as layer images; anything malformed is ProviderUnavailable."""
+        data = getattr(response, "data", None)
+        if not isinstance(data, list) or not data:
+            raise _malformed("no image list in the response", call)
+        data = data[: call.n]
+        size = getattr(response, "size", None)
+        if not (isinstance(size, str) and _PIXELS.fullmatch(size)):
+            size = None
+        mime = MIME_TYPES.get(getattr(response, "output_format", None) or "png", "image/png")
+        costs: list[Any] = [None] * len(data)
+        usage = getattr(response, "usage", None)
+        if served.token_prices is not None and usage is not None:
+            total = served.token_prices.cost(usage)
+            if total is not None:
+                costs = split_cost(total, len(data))
+        outputs = []
+        for item, cost in zip(data, costs, strict=True):
+            url = getattr(item, "url", None)
+            b64 = getattr(item, "b64_json", None)
+            revised = getattr(item, "revised_prompt", None)
+            if not (isinstance(url, str) and url) and not (isinstance(b64, str) and b64):
+                raise _malformed("an image has neither url nor b64_json", call)
+            fields: dict[str, Any] = {
+                "url": url if isinstance(url, str) and url else None,
+                "base64": b64 if isinstance(b64, str) and b64 else None,
+                "revised_prompt": revised if isinstance(revised, str) else None,
+                "size": size,
+                "mime_type": mime,
+            }
+            if cost is not None:
+                fields["cost_exact"] = cost
+                fields["cost_source"] = "provider_usage"
+            outputs.append(ImageOutput(**fields))
+        return outputs
+
+    async def aclose(self) -> None:
+        client = self._clients.pop()
+        if client is not None:
+            await client.close()
+
+
+def error_from_sdk(exc: BaseException, *, model: str | None = None) -> ProviderError | None:
+    """The core error for an exception out of the openai SDK; None if it is not the SDK's."""
+    import openai
+
+    kw: dict[str, Any] = {"provider": PROVIDER, "model": model}
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderTimeout("the request to OpenAI timed out", **kw)
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderUnavailable(f"could not reach OpenAI: {exc.message}", **kw)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        body = exc.body
+        message = body.get("message") if isinstance(body, Mapping) else None
+        if not isinstance(message, str) or not message:
+            message = exc.message
+        if status == 400 and exc.code in CONTENT_CODES:
+            return ContentRejected(message, status=status, **kw)
+        headers = exc.response.headers
+        return error_for_status(
+            status,
+            message,
+            retry_after=_retry_after(headers.get("retry-after-ms"), headers.get("retry-after")),
+            **kw,
+        )
+    if isinstance(exc, openai.APIResponseValidationError | ValueError):
+        # a 200 whose body is not the JSON the SDK expects (ValueError: undecodable JSON)
+        return ProviderUnavailable(
+            f"malformed response from OpenAI: {type(exc).__name__}", status=200, **kw
+        )
+    if isinstance(exc, openai.OpenAIError):
+        return ProviderUnavailable(f"{type(exc).__name__}: {exc}", **kw)
+    return None
+
+
+def _retry_after(milliseconds: str | None, header: str | None) -> float | None:
+    """OpenAI's `retry-after-ms` when present (finer), else the standard `Retry-After`."""
+    if milliseconds:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    return parse_retry_after(header)
+
+
+def _malformed(what: str, call: GenerationCall) -> ProviderUnavailable:
+    return ProviderUnavailable(
+        f"malformed response from OpenAI: {what}",
+        provider=PROVIDER,
+        model=call.model.id,
+        status=200,
+    )

@@ -1,0 +1,191 @@
+"""A fake OpenAI Images API on 127.0.0.1, for tests that drive the real openai SDK through layer.
+
+    with serving(gates={"g": {"model": "dall-e-3"}}) as (layer, server):
+        layer.image("g", {"prompt": "a fox"})
+        assert server.requests[0].json()["model"] == "dall-e-3"
+
+`images_api` answers `POST /v1/images/generations` as OpenAI does and, like OpenAI, refuses a
+request that a model rejects (400 with OpenAI's error shape). Its model knowledge is written out
+here on its own, not read from this package's models.toml, so tests check one against the other.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+from layer_core.layer import Layer
+from layer_core.provider import GenerationCall
+from layer_core.schema import ImageOutput
+from layer_core.testing import FakeServer, Recorded, Reply, generate_once, tiny_png
+
+__all__ = [
+    "KEY",
+    "ROUTE",
+    "OpenAIHarness",
+    "api_error",
+    "images_api",
+    "output_tokens",
+    "serving",
+]
+
+ROUTE = "/v1/images/generations"
+KEY = "sk-test-layer-openai-0123456789abcdef"
+PNG_B64 = base64.b64encode(tiny_png()).decode()
+PROMPT_TOKENS = 12
+
+_SIZES = {
+    "dall-e-2": ("256x256", "512x512", "1024x1024"),
+    "dall-e-3": ("1024x1024", "1792x1024", "1024x1792"),
+    "gpt-image": ("1024x1024", "1536x1024", "1024x1536", "auto"),
+}
+_QUALITIES = {
+    "dall-e-2": (),
+    "dall-e-3": ("standard", "hd"),
+    "gpt-image": ("low", "medium", "high"),
+}
+#: image output tokens per quality and size, as OpenAI bills gpt-image
+_OUTPUT_TOKENS = {
+    "low": {"1024x1024": 272, "1024x1536": 408, "1536x1024": 400},
+    "medium": {"1024x1024": 1056, "1024x1536": 1584, "1536x1024": 1568},
+    "high": {"1024x1024": 4160, "1024x1536": 6240, "1536x1024": 6208},
+}
+
+
+def api_error(status: int, message: str, code: str | None = None, **headers: str) -> Reply:
+    """A reply in OpenAI's error shape."""
+    error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    return Reply(status, json={"error": error}, headers=dict(headers))
+
+
+def output_tokens(quality: str, size: str) -> int:
+    """Image output tokens OpenAI bills for one gpt-image image."""
+    return _OUTPUT_TOKENS[quality][size]
+
+
+def _family(model: str) -> str | None:
+    if model in ("dall-e-2", "dall-e-3"):
+        return model
+    return "gpt-image" if model.startswith("gpt-image") else None
+
+
+def images_api(request: Recorded) -> Reply:
+    """Answer an image generation request the way OpenAI does, or refuse it as OpenAI would."""
+    body = request.json()
+    if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+        return api_error(400, "'prompt' is a required property", "missing_required_parameter")
+    model = body.get("model", "dall-e-2")
+    family = _family(model)
+    if family is None:
+        return api_error(404, f"The model '{model}' does not exist", "model_not_found")
+    n = body.get("n", 1)
+    size = body.get("size", "1024x1024")
+    quality = body.get("quality")
+    if size not in _SIZES[family]:
+        return api_error(400, f"Invalid size '{size}' for {model}.", "invalid_size")
+    if not isinstance(n, int) or not 1 <= n <= (1 if family == "dall-e-3" else 10):
+        return api_error(400, f"Invalid 'n' for {model}: {n}.", "invalid_value")
+    if quality is not None and quality not in _QUALITIES[family]:
+        return api_error(400, f"Invalid 'quality' for {model}: {quality}.", "invalid_value")
+    if "style" in body and family != "dall-e-3":
+        return api_error(400, f"Unknown parameter: 'style' for {model}.", "unknown_parameter")
+    if "response_format" in body and family == "gpt-image":
+        return api_error(400, "Unknown parameter: 'response_format'.", "unknown_parameter")
+    if family != "gpt-image":
+        url_or_b64 = (
+            {"b64_json": PNG_B64}
+            if body.get("response_format") == "b64_json"
+            else {"url": f"http://127.0.0.1:9/images/{model}.png"}
+        )
+        revised = {"revised_prompt": f"revised: {body['prompt']}"} if family == "dall-e-3" else {}
+        return Reply(json={"created": 1, "data": [{**url_or_b64, **revised} for _ in range(n)]})
+    served_quality = quality or "medium"
+    served_size = "1024x1024" if size == "auto" else size
+    image_tokens = n * output_tokens(served_quality, served_size)
+    return Reply(
+        json={
+            "created": 1,
+            "data": [{"b64_json": PNG_B64} for _ in range(n)],
+            "size": served_size,
+            "quality": served_quality,
+            "output_format": "png",
+            "usage": {
+                "input_tokens": PROMPT_TOKENS,
+                "input_tokens_details": {"text_tokens": PROMPT_TOKENS, "image_tokens": 0},
+                "output_tokens": image_tokens,
+                "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
+                "total_tokens": PROMPT_TOKENS + image_tokens,
+            },
+        }
+    )
+
+
+class OpenAIHarness(NamedTuple):
+    """A `Layer` whose `openai` provider points at `server`, a fake Images API."""
+
+    layer: Layer
+    server: FakeServer
+
+    def reply(self, *replies: Reply) -> None:
+        """Answer the next image requests with `replies` (the last repeats) instead."""
+        self.server.add("POST", ROUTE, *replies)
+
+    def bodies(self) -> list[Any]:
+        """The JSON body of every image request the server received, in order."""
+        return [r.json() for r in self.server.requests_to(ROUTE)]
+
+    def generate(self, model: str, **fields: Any) -> list[ImageOutput]:
+        """One `generate` call straight to the provider (no router), on a loop of its own.
+
+        `fields` are `GenerationCall` fields (prompt "a fox", size 1024x1024, n 1 by default).
+        """
+        call = GenerationCall(
+            model=self.layer.catalog[model],
+            **{"prompt": "a fox", "size": "1024x1024", "n": 1, **fields},
+        )
+        return generate_once(self.layer.providers["openai"], call)
+
+
+@contextmanager
+def serving(
+    gates: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    key: str | None = KEY,
+    **settings: Any,
+) -> Iterator[OpenAIHarness]:
+    """A fake Images API, and a Layer with only the openai plugin pointed at it.
+
+    `gates` default to one `single` gate per shipped model, named after it; `settings` are more
+    `[plugins.openai]` keys.
+    """
+    import layer_openai
+
+    if gates is None:
+        gates = {
+            model: {"model": model, "routing_strategy": "single", "timeout": 30}
+            for model in (
+                "dall-e-2",
+                "dall-e-3",
+                "gpt-image-1",
+                "gpt-image-1-mini",
+                "gpt-image-1.5",
+            )
+        }
+    with FakeServer() as server:
+        server.add("POST", ROUTE, images_api)
+        layer = Layer(
+            {
+                "ledger": False,
+                "plugins": {"openai": {"base_url": f"{server.url}/v1", **settings}},
+                "gates": dict(gates),
+            },
+            plugins=[layer_openai],
+            load_entry_points=False,
+            environ={"OPENAI_API_KEY": key} if key else {},
+        )
+        try:
+            yield OpenAIHarness(layer, server)
+        finally:
+            layer.close()
