@@ -69,6 +69,7 @@ from layer_core.plugins import ENTRY_POINT_GROUP, build_host
 from layer_core.provider import GenerationCall, Provider, ProviderSettings
 from layer_core.schema import SIZES, ImageOutput, ImageResponse, Size
 from layer_core.sizes import megapixels, parse_size
+from layer_core.testing.direct import generate_once
 from layer_core.testing.fakeserver import wait_until
 from layer_core.testing.images import image_info
 
@@ -465,19 +466,10 @@ class ProviderConformance:
             options=provider.settings.model_dump(exclude=set(ProviderSettings.model_fields)),
         )
 
-        async def attempt() -> list[ImageOutput] | BaseException:
-            deadline = asyncio.timeout(self.timeout)
-            try:
-                async with deadline:
-                    return await provider.generate(call)
-            except Exception as exc:  # noqa: BLE001 - any exception is what we inspect
-                if isinstance(exc, TimeoutError) and deadline.expired():
-                    pytest.fail(f"{spec.id} did not answer within {self.timeout:g}s")
-                return exc
-            finally:
-                await provider.aclose()
-
-        return asyncio.run(attempt())
+        try:
+            return generate_once(provider, call, timeout=self.timeout)
+        except Exception as exc:  # noqa: BLE001 - any exception is what we inspect
+            return exc
 
     def _failed_through_layer(self, layer: Layer, spec: ModelSpec) -> AllAttemptsFailed | None:
         try:
