@@ -35,6 +35,7 @@ CHECKS = [
         "providers/openai/layer_openai",
         "providers/stability/layer_stability",
         "providers/replicate/layer_replicate",
+        "examples/layer-acme/layer_acme",
     ],
 ]
 

@@ -1,17 +1,26 @@
-"""Docs stay true: every hook is documented, and the docs' Python examples run."""
+"""Docs stay true: every hook and standard test is documented, and the docs' examples run.
+
+A fenced block whose first line is a comment naming a file of an example (`# examples/...`) is
+that file, shown whole: it must match the file, and runs with the example's folders on sys.path.
+"""
 
 from __future__ import annotations
 
 import inspect
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from layer_core import hookspecs
+from layer_core.testing.conformance import ProviderConformance
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-README = DOCS.parent / "README.md"
+ROOT = DOCS.parent
+README = ROOT / "README.md"
+PAGES = [README, *sorted(DOCS.rglob("*.md"))]
+SHOWS_A_FILE = re.compile(r"#+ (examples/[\w.-]+/[\w./-]+)\n")
 
 
 def hook_specs() -> list[tuple[str, list[str]]]:
@@ -30,22 +39,60 @@ def test_every_hookspec_is_documented_with_its_arguments(name: str, arguments: l
     )
 
 
-def python_blocks(path: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+STANDARD_TESTS = sorted(n for n in vars(ProviderConformance) if n.startswith("test_"))
+
+
+@pytest.mark.parametrize("name", STANDARD_TESTS)
+def test_every_standard_conformance_test_is_documented(name: str) -> None:
+    page = (DOCS / "plugins" / "conformance.md").read_text()
+    assert f"### `{name}`" in page, f"docs/plugins/conformance.md has no section for {name}"
+
+
+def blocks(path: Path, language: str = r"\w*") -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", path.read_text(), flags=re.S)
+
+
+def shown_file(block: str) -> Path | None:
+    """The example file a block shows whole, if its first line names one."""
+    match = SHOWS_A_FILE.match(block)
+    return ROOT / match.group(1) if match else None
 
 
 RUNNABLE = [
-    (path, index, block)
-    for path in [README, *sorted(DOCS.rglob("*.md"))]
-    for index, block in enumerate(python_blocks(path))
+    (path, index, block) for path in PAGES for index, block in enumerate(blocks(path, "python"))
 ]
+SHOWN = [(path, block) for path in PAGES for block in blocks(path) if shown_file(block)]
 
 
 @pytest.mark.parametrize(
     ("path", "index", "block"),
     RUNNABLE,
-    ids=[f"{p.relative_to(DOCS.parent)}#{i}" for p, i, _ in RUNNABLE],
+    ids=[f"{p.relative_to(ROOT)}#{i}" for p, i, _ in RUNNABLE],
 )
-def test_doc_examples_run(path: Path, index: int, block: str, tmp_path: Path) -> None:
+def test_doc_examples_run(
+    path: Path, index: int, block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown = shown_file(block)
+    before = set(sys.modules)
+    if shown is not None:  # as the example's own tests see it: its package and tests importable
+        example = ROOT.joinpath(*shown.relative_to(ROOT).parts[:2])
+        monkeypatch.syspath_prepend(str(example / "tests"))
+        monkeypatch.syspath_prepend(str(example))
     namespace: dict[str, object] = {"__name__": f"doc_example_{index}"}
-    exec(compile(block, f"{path}#{index}", "exec"), namespace)
+    try:
+        exec(compile(block, f"{path}#{index}", "exec"), namespace)
+    finally:
+        for name in set(sys.modules) - before:  # forget example modules imported from source
+            if str(ROOT / "examples") in str(getattr(sys.modules[name], "__file__", "")):
+                del sys.modules[name]
+
+
+@pytest.mark.parametrize(
+    ("path", "block"), SHOWN, ids=[str(shown_file(b).relative_to(ROOT)) for _, b in SHOWN]
+)
+def test_files_shown_in_the_docs_are_the_example_files(path: Path, block: str) -> None:
+    shown = shown_file(block)
+    assert shown is not None
+    assert shown.is_file(), f"{path.name} shows {shown}, which does not exist"
+    body = block.split("\n", 1)[1]
+    assert body == shown.read_text(), f"{path.name} shows an outdated {shown.relative_to(ROOT)}"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
-from layer_core.testing import FakeServer, Recorded, Reply
+from layer_core.testing import NO_REPLY, FakeServer, Recorded, Reply, wait_until
 
 
 def test_scripted_replies_in_order_the_last_repeating_and_requests_recorded() -> None:
@@ -57,3 +59,24 @@ def test_dropped_connections_and_delays() -> None:
             httpx.get(f"{server.url}/drop")
         with pytest.raises(httpx.ReadTimeout):
             httpx.get(f"{server.url}/slow", timeout=0.2)
+
+
+def test_open_connections_counts_what_clients_hold_until_they_close() -> None:
+    with FakeServer() as server:
+        server.add("GET", "/ok", Reply(json={}))
+        assert server.open_connections == 0
+        with httpx.Client(base_url=server.url) as client:
+            client.get("/ok")
+            assert server.open_connections == 1  # kept alive for the next request
+        assert wait_until(lambda: server.open_connections == 0)
+
+
+def test_a_call_that_never_answers_is_abandoned_when_the_client_hangs_up() -> None:
+    with FakeServer() as server:
+        server.add("POST", "/hang", NO_REPLY)
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server.url}/hang", json={}, timeout=0.2)
+        assert wait_until(lambda: server.open_connections == 0)
+        assert time.monotonic() - started < NO_REPLY.delay
+        assert len(server.requests_to("/hang")) == 1

@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("pydantic", "pluggy", "httpx", "click", "rich", "PIL")
+HEAVY = ("pydantic", "pluggy", "httpx", "click", "rich", "PIL", "pytest", "_pytest", "hypothesis")
 SDKS = ("openai", "replicate", "stability_sdk", "grpc", "PIL", "httpx", "rich", "click")
+TEST_KIT = ("pytest", "_pytest", "hypothesis")
 
 
 def imported_after(code: str) -> set[str]:
@@ -23,7 +24,12 @@ def test_importing_layer_core_imports_nothing_heavy() -> None:
 
 def test_building_a_layer_imports_no_provider_sdk() -> None:
     modules = imported_after("from layer_core import Layer; Layer({'ledger': False})")
-    assert not {m for m in modules if m.split(".")[0] in SDKS}
+    assert not {m for m in modules if m.split(".")[0] in SDKS + TEST_KIT}
+
+
+def test_the_test_helpers_need_no_test_framework_until_asked() -> None:
+    modules = imported_after("import layer_core.testing")
+    assert not {m for m in modules if m.split(".")[0] in TEST_KIT}
 
 
 def test_building_a_layer_with_its_default_ledger_opens_no_database() -> None:

@@ -4,22 +4,35 @@ from __future__ import annotations
 
 import asyncio
 
+from layer_core.errors import ProviderTimeout
 from layer_core.provider import GenerationCall, Provider
 from layer_core.schema import ImageOutput
 
 __all__ = ["generate_once"]
 
 
-def generate_once(provider: Provider, call: GenerationCall) -> list[ImageOutput]:
+def generate_once(
+    provider: Provider, call: GenerationCall, *, timeout: float | None = None
+) -> list[ImageOutput]:
     """`provider.generate(call)` on an event loop of its own, then `provider.aclose()` on it.
 
     Returns what the provider returned, or raises what it raised (a `ProviderError`, if the
-    provider maps its errors as it should), so a test sees exactly what the core would.
+    provider maps its errors as it should), so a test sees exactly what the core would. With
+    `timeout`, a call still running after that many seconds is cancelled and raises
+    `ProviderTimeout`, as the router's per-attempt timeout would.
     """
 
     async def once() -> list[ImageOutput]:
+        deadline = asyncio.timeout(timeout)
         try:
-            return await provider.generate(call)
+            async with deadline:
+                return await provider.generate(call)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the provider's own, unmapped: the caller should see it
+            raise ProviderTimeout(
+                f"no answer within {timeout:g}s", provider=provider.name, model=call.model.id
+            ) from None
         finally:
             await provider.aclose()
 

@@ -10,6 +10,10 @@ Routes match method and path (``{name}`` captures a segment into ``request.param
 holds a queue of replies: each call takes the next one and the last one repeats. A reply can be a
 `Reply` or a function of the `Recorded` request returning one. Every request is recorded. The
 server runs on its own thread, binds a free port on 127.0.0.1, and stops when the `with` ends.
+
+A delayed reply (`Reply(delay=...)`, e.g. `NO_REPLY` for a call that never answers) is abandoned as
+soon as the client hangs up, and `open_connections` counts the connections clients still hold,
+so a test can check that a cancelled call really closed its connection.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -29,7 +35,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["FakeServer", "Recorded", "Reply"]
+__all__ = ["NO_REPLY", "FakeServer", "Recorded", "Reply", "wait_until"]
 
 
 @dataclass
@@ -79,6 +85,9 @@ class Reply:
     drop: bool = False
 
 
+NO_REPLY = Reply(status=504, delay=3600.0)
+"""A reply that never comes (within a test): the server holds the call until the client hangs up."""
+
 Responder = Reply | Callable[[Recorded], Reply]
 
 
@@ -100,6 +109,7 @@ class FakeServer:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._open = 0
 
     # --- scripting -----------------------------------------------------------------------------
 
@@ -117,6 +127,12 @@ class FakeServer:
         return [
             r for r in self.requests if r.path == path and (method is None or r.method == method)
         ]
+
+    @property
+    def open_connections(self) -> int:
+        """Connections a client holds open to the server now (idle keep-alive ones included)."""
+        with self._lock:
+            return self._open
 
     @property
     def url(self) -> str:
@@ -179,13 +195,41 @@ class FakeServer:
                 )
         return responder(recorded) if callable(responder) else responder
 
-    def _wait(self, seconds: float) -> None:
-        self._stopping.wait(seconds)
+    def _opened(self, change: int) -> None:
+        with self._lock:
+            self._open += change
+
+    def _wait(self, seconds: float, connection: socket.socket) -> bool:
+        """Sleep `seconds`; False as soon as the client hangs up or the server stops."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stopping.wait(min(left, 0.02)) or _hung_up(connection):
+                return False
+        return True
+
+
+def _hung_up(connection: socket.socket) -> bool:
+    """Whether the peer closed `connection` (readable, and a peek reads end-of-file)."""
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _handler_for(server: FakeServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            server._opened(+1)
+            super().setup()
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            finally:
+                server._opened(-1)
 
         def _serve(self) -> None:
             length = int(self.headers.get("content-length") or 0)
@@ -202,8 +246,9 @@ def _handler_for(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                 reply = server._answer(recorded)
             except Exception as exc:  # noqa: BLE001 - a broken test handler answers 599
                 reply = Reply(599, json={"error": f"fake handler raised {exc!r}"})
-            if reply.delay:
-                server._wait(reply.delay)
+            if reply.delay and not server._wait(reply.delay, self.connection):
+                self.close_connection = True  # the client gave up: abandon the reply
+                return
             if reply.drop:
                 self.close_connection = True
                 with contextlib.suppress(OSError):
@@ -229,3 +274,14 @@ def _handler_for(server: FakeServer) -> type[BaseHTTPRequestHandler]:
             return
 
     return Handler
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Poll `condition` until it holds (True) or `seconds` pass (False): for state another
+    thread changes, like `open_connections` after a client hangs up."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

@@ -1,17 +1,27 @@
 """hypothesis strategies for layer's requests, model specs, catalogues, gates and provider state.
 
-Use them to property-test your own gates ("my marketing gate never costs over $0.10 an image and
-always finds a model for 1024x1024"), or the policy itself:
+Property-test your own gates ("my marketing gate never costs over $0.10 an image and always finds
+a model for 1024x1024") against the catalogue and gates of a `Layer` built from your
+plugins.toml, with the pure routing policy (no provider is called):
 
-    @given(st.data())
-    def test_marketing_gate(data):
-        request = data.draw(image_requests(gate_id="marketing", sizes=["1024x1024"]))
-        plan = layer.explain("marketing", request.data)
-        assert plan.candidates and all(c.price <= Decimal("0.10") for c in plan.candidates)
+    layer = Layer("plugins.toml")
+    marketing = layer.gates()["marketing"]
+
+    @given(gate_requests(marketing, sizes=["1024x1024"]))
+    def test_marketing(request):
+        result = plan(request, marketing, layer.catalog, ProviderState())
+        assert result.candidates, result.rejected
+        assert all(c.price <= Decimal("0.10") for c in result.candidates)
+
+`gate_requests` draws only requests the gate accepts; `provider_states` draws outages and budgets
+(`outages=False`, `budget=False` turn them off). `model_specs`, `catalogs` and `gates` draw whole
+worlds, for testing the policy itself (tests/test_policy_properties.py). Every strategy is cheap
+to draw: each example is a handful of integers, never a search. docs/testing-gates.md has more.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import date, timedelta
 from decimal import Decimal
@@ -21,12 +31,13 @@ from hypothesis import strategies as st
 
 from layer_core.catalog import Catalog, ModelSpec
 from layer_core.errors import ERROR_KINDS
-from layer_core.gates import ROUTING_STRATEGIES, Gate, GateDefaults
+from layer_core.gates import OVERRIDE_FIELDS, ROUTING_STRATEGIES, Gate, GateDefaults
 from layer_core.policy import ProviderState
 from layer_core.schema import MAX_SEED, QUALITIES, SIZES, STYLES, ImageData, ImageRequest
 
 __all__ = [
     "catalogs",
+    "gate_requests",
     "gates",
     "image_data",
     "image_requests",
@@ -38,16 +49,17 @@ __all__ = [
 
 TODAY = date(2026, 11, 23)
 
-prompts = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=200).filter(
+prompts = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=40).filter(
     lambda s: s.strip() != ""
 )
-"""Non-blank prompts."""
+"""Non-blank prompts (short: routing never reads the words, and every character is a draw)."""
 
 prices = st.integers(0, 500).map(lambda mills: Decimal(mills) / 1000)
 """Per-image USD prices from $0 to $0.50, exact to a tenth of a cent."""
 
 
-def _subset(values: Sequence[Any], *, min_size: int = 0) -> st.SearchStrategy[tuple[Any, ...]]:
+@functools.cache
+def _subset(values: tuple[Any, ...], *, min_size: int = 0) -> st.SearchStrategy[tuple[Any, ...]]:
     """Sub-tuples of `values`, in their order (drawn as a bit mask: cheap to generate)."""
     if min_size not in (0, 1):
         raise ValueError("min_size must be 0 or 1")
@@ -63,39 +75,109 @@ _MODEL_IDS = st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True)
 _PROVIDERS = st.sampled_from(["alpha", "beta", "gamma"])
 _PLACEHOLDER = st.sampled_from([False, False, False, True])
 _FALLBACK_ON = _subset(ERROR_KINDS)
+_OVERRIDES = st.booleans() | st.fixed_dictionaries(
+    {}, optional={field: st.booleans() for field in OVERRIDE_FIELDS}
+)
 _RETIRED = st.none() | st.integers(-400, 400).map(lambda d: TODAY + timedelta(days=d))
+
+
+def _maybe(choices: Sequence[Any]) -> st.SearchStrategy[Any]:
+    """None (the gate's default applies) or one of `choices`."""
+    return st.none() | st.sampled_from(list(choices)) if choices else st.none()
 
 
 def image_data(
     *,
     sizes: Sequence[str] = SIZES,
+    qualities: Sequence[str] = QUALITIES,
+    styles: Sequence[str] = STYLES,
     seeds: bool = True,
     max_count: int = 10,
 ) -> st.SearchStrategy[ImageData]:
-    """Valid `ImageData`: any prompt, a size from `sizes` (or none), optional seed."""
+    """Valid `ImageData`: any prompt; size, quality and style each one of the choices or none."""
+    return _image_data(tuple(sizes), tuple(qualities), tuple(styles), seeds, max_count)
+
+
+@functools.cache
+def _image_data(
+    sizes: tuple[str, ...],
+    qualities: tuple[str, ...],
+    styles: tuple[str, ...],
+    seeds: bool,
+    max_count: int,
+) -> st.SearchStrategy[ImageData]:
     return st.builds(
         ImageData,
         prompt=prompts,
-        size=st.none() | st.sampled_from(list(sizes)),
-        quality=st.none() | st.sampled_from(QUALITIES),
-        style=st.none() | st.sampled_from(STYLES),
+        size=_maybe(sizes),
+        quality=_maybe(qualities),
+        style=_maybe(styles),
         count=st.integers(1, max_count),
         seed=st.none() | st.integers(0, MAX_SEED) if seeds else st.none(),
     )
 
 
+_METADATA = st.dictionaries(
+    st.sampled_from(("campaign", "team", "user")),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.sampled_from(("", "a", "ü")),
+    max_size=2,
+)
+
+
 def image_requests(
     *, gate_id: str = "default", model: st.SearchStrategy[str | None] | None = None, **data: Any
 ) -> st.SearchStrategy[ImageRequest]:
-    """Valid `ImageRequest`s through `gate_id`; `data` keywords go to `image_data`."""
+    """Valid `ImageRequest`s through `gate_id`; `data` keywords go to `image_data`.
+
+    Cheap to call inside a composite strategy: the same arguments give the same strategy.
+    """
+    return _image_requests(gate_id, model, image_data(**data))
+
+
+@functools.cache
+def _image_requests(
+    gate_id: str, model: st.SearchStrategy[str | None] | None, data: st.SearchStrategy[ImageData]
+) -> st.SearchStrategy[ImageRequest]:
     return st.builds(
         ImageRequest,
         gate_id=st.just(gate_id),
-        data=image_data(**data),
+        data=data,
         model=model if model is not None else st.none(),
-        metadata=st.dictionaries(
-            st.text(min_size=1, max_size=10), st.integers() | st.text(max_size=20), max_size=3
-        ),
+        metadata=_METADATA,
+    )
+
+
+def gate_requests(
+    gate: Gate,
+    *,
+    sizes: Sequence[str] = SIZES,
+    qualities: Sequence[str] = QUALITIES,
+    styles: Sequence[str] = STYLES,
+    models: Sequence[str] = (),
+    seeds: bool = True,
+    max_count: int = 10,
+) -> st.SearchStrategy[ImageRequest]:
+    """Requests that `gate` accepts: what it pins without `allow_overrides` stays unset (or
+    equal to the pin), so `Layer.image` would never raise `OverrideNotAllowed` for one.
+
+    `sizes`, `qualities` and `styles` narrow what is drawn (e.g. `sizes=["1024x1024"]`);
+    `models` adds model overrides, which the gate must allow.
+    """
+    if models and not gate.allows_override("model"):
+        raise ValueError(f"gate {gate.id!r} does not allow model overrides; drop `models`")
+    choices = {"size": sizes, "quality": qualities, "style": styles}
+    for field in OVERRIDE_FIELDS[1:]:
+        pinned = getattr(gate.defaults, field)
+        if pinned is not None and not gate.allows_override(field):
+            choices[field] = [c for c in choices[field] if c == pinned]
+    return image_requests(
+        gate_id=gate.id,
+        model=_maybe(models),
+        sizes=choices["size"],
+        qualities=choices["quality"],
+        styles=choices["style"],
+        seeds=seeds,
+        max_count=max_count,
     )
 
 
@@ -108,31 +190,47 @@ def model_specs(
     placeholder: st.SearchStrategy[bool] | None = None,
 ) -> ModelSpec:
     """A valid ModelSpec: some sizes, qualities and styles, a price for each, maybe a retirement."""
+    return _draw_spec(
+        draw,
+        draw(model_id if model_id is not None else _MODEL_IDS),
+        draw(provider if provider is not None else _PROVIDERS),
+        draw(placeholder if placeholder is not None else _PLACEHOLDER),
+    )
+
+
+def _draw_spec(draw: st.DrawFn, model_id: str, provider: str, placeholder: bool) -> ModelSpec:
+    # Strategies are module constants: building one inside a draw costs more than drawing.
     sizes = draw(_SIZE_SETS)
     qualities = draw(_QUALITY_SETS)
-    table = {f"{q or '*'}/{s}": draw(prices) for q in (qualities or (None,)) for s in sizes}
-    retired = draw(_RETIRED)
+    table: dict[str, Decimal] = {}
+    for quality in qualities or ("*",):
+        if draw(_BOOLEANS):  # a price per size
+            table.update({f"{quality}/{size}": draw(prices) for size in sizes})
+        else:  # one price for every size, as a wildcard key
+            table[f"{quality}/*"] = draw(prices)
     return ModelSpec(
-        id=draw(model_id if model_id is not None else _MODEL_IDS),
-        provider=draw(provider if provider is not None else _PROVIDERS),
+        id=model_id,
+        provider=provider,
         sizes=sizes,
         qualities=qualities,
         styles=draw(_STYLE_SETS),
-        max_images_per_call=draw(st.integers(1, 10)),
-        supports_seed=draw(st.booleans()),
-        quality_score=draw(st.floats(0, 100, allow_nan=False)),
+        max_images_per_call=draw(_PER_CALL),
+        supports_seed=draw(_BOOLEANS),
+        quality_score=draw(_SCORES),
         prices=table,
         price_date=date(2026, 11, 1),
-        deprecated=retired,
-        placeholder=draw(placeholder if placeholder is not None else _PLACEHOLDER),
+        deprecated=draw(_RETIRED),
+        placeholder=placeholder,
     )
 
 
 @st.composite
 def catalogs(draw: st.DrawFn, *, min_size: int = 1, max_size: int = 8) -> Catalog:
-    """A catalogue of distinct models."""
-    size = draw(st.integers(min_size, max_size))
-    return Catalog(draw(model_specs(model_id=st.just(f"m{i}"))) for i in range(size))
+    """A catalogue of distinct models (ids m0, m1, ...)."""
+    size = draw(_counts(min_size, max_size))
+    return Catalog(
+        _draw_spec(draw, f"m{i}", draw(_PROVIDERS), draw(_PLACEHOLDER)) for i in range(size)
+    )
 
 
 @st.composite
@@ -145,33 +243,67 @@ def gates(
     strategies: Sequence[str] = ROUTING_STRATEGIES,
 ) -> Gate:
     """A gate over models of `catalog` (plus, if `unknown_models`, ids it does not know)."""
-    names = list(catalog)
-    extra = ["no-such-model"] if unknown_models else []
-    pool = draw(st.lists(st.sampled_from(names + extra), min_size=1, max_size=len(names) + 1))
-    strategy = draw(st.sampled_from(list(strategies)))
+    names = tuple(catalog) + (("no-such-model",) if unknown_models else ())
+    pool = draw(_pools(names))
     return Gate(
         id=gate_id,
         model=pool[0],
         fallback_models=tuple(pool[1:]),
-        routing_strategy=strategy,
+        routing_strategy=draw(_one_of(tuple(strategies))),
         defaults=GateDefaults(
-            size=draw(st.none() | st.sampled_from(SIZES)),
-            quality=draw(st.none() | st.sampled_from(QUALITIES)),
-            style=draw(st.none() | st.sampled_from(STYLES)),
+            size=draw(_MAYBE_SIZE), quality=draw(_MAYBE_QUALITY), style=draw(_MAYBE_STYLE)
         ),
-        max_cost_per_image=draw(st.none() | prices),
+        allow_overrides=draw(_OVERRIDES),
+        max_cost_per_image=draw(_MAYBE_PRICE),
         fallback_on=draw(_FALLBACK_ON),
     )
 
 
 @st.composite
-def provider_states(draw: st.DrawFn, catalog: Catalog) -> ProviderState:
-    """Which providers are down and why, today's date, a rotation, maybe a budget left."""
-    providers = sorted({s.provider for s in catalog.values()})
-    down = draw(_subset(providers)) if providers else ()
+def provider_states(
+    draw: st.DrawFn,
+    catalog: Catalog,
+    *,
+    outages: bool = True,
+    budget: bool = True,
+    today: date = TODAY,
+) -> ProviderState:
+    """Which providers of `catalog` are down (unless `outages=False`), a rotation, and maybe
+    the budget left (unless `budget=False`), on `today`."""
+    providers = tuple(sorted({s.provider for s in catalog.values()}))
+    down = draw(_subset(providers)) if providers and outages else ()
     return ProviderState(
         unavailable={p: f"{p.upper()}_API_KEY is not set" for p in down},
-        today=TODAY,
-        rotation=draw(st.integers(0, 1000)),
-        budget_left=draw(st.none() | st.integers(0, 500).map(lambda cents: Decimal(cents) / 100)),
+        today=today,
+        rotation=draw(_ROTATIONS),
+        budget_left=draw(_BUDGETS_LEFT) if budget else None,
     )
+
+
+# Strategies that depend on an argument, made once per distinct argument.
+
+
+@functools.cache
+def _counts(low: int, high: int) -> st.SearchStrategy[int]:
+    return st.integers(low, high)
+
+
+@functools.cache
+def _one_of(values: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    return st.sampled_from(values)
+
+
+@functools.cache
+def _pools(names: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
+    return st.lists(st.sampled_from(names), min_size=1, max_size=len(names))
+
+
+_BOOLEANS = st.booleans()
+_PER_CALL = st.integers(1, 10)
+_SCORES = st.integers(0, 100).map(float)
+_ROTATIONS = st.integers(0, 1000)
+_BUDGETS_LEFT = st.none() | st.integers(0, 500).map(lambda cents: Decimal(cents) / 100)
+_MAYBE_SIZE = _maybe(SIZES)
+_MAYBE_QUALITY = _maybe(QUALITIES)
+_MAYBE_STYLE = _maybe(STYLES)
+_MAYBE_PRICE = st.none() | prices
