@@ -37,6 +37,7 @@ __all__ = [
     "output_tokens",
     "png",
     "serving",
+    "unauthorized",
 ]
 
 ROUTE = "/v1/images/generations"
@@ -89,14 +90,12 @@ def _png_b64(pixels: str) -> str:
     return base64.b64encode(png(pixels)).decode()
 
 
-def _unauthorized(request: Recorded, key: str) -> Reply | None:
-    """OpenAI's 401 when the request does not carry `Bearer <key>`; None when it does."""
+def unauthorized(request: Recorded) -> Reply:
+    """OpenAI's 401 for the key `request` carries (or lacks): it names the key masked."""
     sent = request.headers.get("authorization") or ""
-    if sent == f"Bearer {key}":
-        return None
-    if not sent.startswith("Bearer ") or not sent[7:]:
+    given = sent.removeprefix("Bearer ")
+    if given == sent or not given:
         return api_error(401, "You didn't provide an API key.")
-    given = sent[7:]
     masked = f"{given[:3]}{'*' * max(0, len(given) - 7)}{given[-4:]}"
     return api_error(401, f"Incorrect API key provided: {masked}.", "invalid_api_key")
 
@@ -117,9 +116,8 @@ def images_api(request: Recorded, *, key: str = KEY) -> Reply:
 
     A key other than `key` is refused (for another key: `functools.partial(images_api, key=...)`).
     """
-    refused = _unauthorized(request, key)
-    if refused is not None:
-        return refused
+    if request.headers.get("authorization") != f"Bearer {key}":
+        return unauthorized(request)
     body = request.json()
     if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
         return api_error(400, "'prompt' is a required property", "missing_required_parameter")
