@@ -180,7 +180,9 @@ def image_file(request: Recorded) -> Reply:
     """`GET` of an image URL `images_api` handed out: the PNG, of the pixels the URL names."""
     pixels = request.params.get("pixels", "")
     width, x, height = pixels.partition("x")
-    if not (x and width.isdigit() and height.isdigit() and 0 < int(width) * int(height) <= 4**12):
+    if not (
+        x and width.isdigit() and height.isdigit() and 0 < int(width) * int(height) <= 4096 * 4096
+    ):
         return Reply(404, body=b"The specified blob does not exist.", content_type="text/plain")
     return Reply(body=png(pixels), content_type="image/png")
 
