@@ -95,8 +95,10 @@ class TestLeaky(ProviderConformance):
 """
 
 FIXTURES = """
+import threading
+
 from layer_core import Layer
-from layer_core.testing import Reply, ScriptedProvider, make_spec
+from layer_core.testing import Reply, ScriptedProvider, make_spec, wait_until
 from layer_core.cli import main
 import httpx
 
@@ -122,6 +124,22 @@ def test_install_plugin_makes_a_plugin_discoverable_for_one_test(
 
 def test_and_it_is_gone_in_the_next_test(layer_environment):
     assert "inky" not in Layer({"ledger": False}).providers
+
+
+SYNC_THREADS = []
+
+
+def test_layer_factory_builds_layers(layer_factory):
+    before = set(threading.enumerate())
+    inky = ScriptedProvider("inky", [make_spec("inky-1", "inky")])
+    layer = layer_factory({"ledger": False}, plugins=[inky], load_entry_points=False, environ={})
+    assert layer.image(data={"prompt": "p"}).images
+    SYNC_THREADS.extend(t for t in threading.enumerate() if t not in before)
+    assert [t.name for t in SYNC_THREADS] == ["layer-sync"]
+
+
+def test_and_closes_them_after_the_test():
+    assert wait_until(lambda: not any(t.is_alive() for t in SYNC_THREADS), 10)
 """
 
 
@@ -187,6 +205,8 @@ def test_the_pytest_plugin_fixtures_work_once_opted_in(
         "test_fake_server_fixture",
         "test_install_plugin_makes_a_plugin_discoverable_for_one_test",
         "test_and_it_is_gone_in_the_next_test",
+        "test_layer_factory_builds_layers",
+        "test_and_closes_them_after_the_test",
     ):
         assert outcomes[f"test_fixtures::{name}"] == ("passed", ""), outcomes[
             f"test_fixtures::{name}"

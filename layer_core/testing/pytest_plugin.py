@@ -3,6 +3,7 @@
     pytest_plugins = ["layer_core.testing.pytest_plugin"]
 
 - `fake_server`: a running `FakeServer` on 127.0.0.1, stopped after the test.
+- `layer_factory`: `layer_factory(config, **kwargs)` builds a `Layer`, closed after the test.
 - `install_plugin`: make a plugin discoverable through the `layer` entry-point group for one
   test, as if its distribution were installed: `Layer()` loads it and `layer plugins` lists it.
 - `layer_environment`: no LAYER_* variable, provider key or user config reaches the test.
@@ -15,15 +16,17 @@ import sys
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from layer_core.layer import Layer
 from layer_core.plugins import ENTRY_POINT_GROUP, discovered_entry_points
 from layer_core.provider import Provider
 from layer_core.testing.fakeserver import FakeServer
 from layer_core.testing.scripted import plugin_for
 
-__all__ = ["fake_server", "install_plugin", "layer_environment"]
+__all__ = ["fake_server", "install_plugin", "layer_environment", "layer_factory"]
 
 InstallPlugin = Callable[..., str]
 
@@ -33,6 +36,22 @@ def fake_server() -> Iterator[FakeServer]:
     """A running `FakeServer`; script it with `.add(...)`, point your client at `.url`."""
     with FakeServer() as server:
         yield server
+
+
+@pytest.fixture
+def layer_factory() -> Iterator[Callable[..., Layer]]:
+    """`layer_factory(config, **kwargs)`: `Layer(config, **kwargs)`, closed after the test
+    (its providers' clients and its sync loop's thread), however the test ends."""
+    made: list[Layer] = []
+
+    def make(*args: Any, **kwargs: Any) -> Layer:
+        layer = Layer(*args, **kwargs)
+        made.append(layer)
+        return layer
+
+    yield make
+    for layer in made:
+        layer.close()
 
 
 @pytest.fixture

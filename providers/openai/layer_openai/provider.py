@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from layer_core.catalog import ModelSpec
 from layer_core.errors import (
+    BillingError,
     ContentRejected,
     ProviderError,
     ProviderTimeout,
@@ -40,6 +41,9 @@ __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "OpenAISettings", "error_from_s
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: `error.code` values of a 400 that is a safety refusal (DALL·E, gpt-image).
 CONTENT_CODES = frozenset({"content_policy_violation", "moderation_blocked"})
+#: `error.code` (or `type`) of an account that cannot pay: a 429 `insufficient_quota` (out of
+#: credit; waiting does not help, so not a rate limit) or a 400 `billing_hard_limit_reached`.
+BILLING_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _PIXELS = re.compile(r"\d{1,5}x\d{1,5}")
 
@@ -204,6 +208,8 @@ def error_from_sdk(exc: BaseException, *, model: str | None = None) -> ProviderE
             message = exc.message
         if status == 400 and exc.code in CONTENT_CODES:
             return ContentRejected(message, status=status, **kw)
+        if exc.code in BILLING_CODES or exc.type in BILLING_CODES:
+            return BillingError(message, status=status, **kw)
         headers = exc.response.headers
         return error_for_status(
             status,

@@ -5,13 +5,18 @@
         assert server.requests[0].json()["model"] == "dall-e-3"
 
 `images_api` answers `POST /v1/images/generations` as OpenAI does and, like OpenAI, refuses a
-request that a model rejects (400 with OpenAI's error shape). Its model knowledge is written out
-here on its own, not read from this package's models.toml, so tests check one against the other.
+request that a model rejects (400 with OpenAI's error shape) or a wrong key (401). Its images are
+real PNGs of the pixels OpenAI delivers; a DALL·E answer without `response_format` gives URLs,
+which `image_file` serves from the same server (`IMAGE_ROUTE`), so `ImageOutput.bytes()` works.
+Its model knowledge is written out here on its own, not read from this package's models.toml, so
+tests check one against the other.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -22,16 +27,22 @@ from layer_core.schema import ImageOutput
 from layer_core.testing import FakeServer, Recorded, Reply, generate_once, tiny_png
 
 __all__ = [
+    "IMAGE_ROUTE",
     "KEY",
     "ROUTE",
     "OpenAIHarness",
     "api_error",
+    "image_file",
     "images_api",
     "output_tokens",
+    "png",
     "serving",
+    "unauthorized",
 ]
 
 ROUTE = "/v1/images/generations"
+#: where the fake serves the image URLs it hands out (OpenAI's are on a storage host of its own)
+IMAGE_ROUTE = "/images/{pixels}/{name}"
 KEY = "sk-test-layer-openai-0123456789abcdef"
 PNG_B64 = base64.b64encode(tiny_png()).decode()
 PROMPT_TOKENS = 12
@@ -54,10 +65,39 @@ _OUTPUT_TOKENS = {
 }
 
 
-def api_error(status: int, message: str, code: str | None = None, **headers: str) -> Reply:
-    """A reply in OpenAI's error shape."""
-    error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+def api_error(
+    status: int,
+    message: str,
+    code: str | None = None,
+    *,
+    kind: str = "invalid_request_error",
+    **headers: str,
+) -> Reply:
+    """A reply in OpenAI's error shape (`kind` is its `type`)."""
+    error = {"message": message, "type": kind, "param": None, "code": code}
     return Reply(status, json={"error": error}, headers=dict(headers))
+
+
+@functools.cache
+def png(pixels: str) -> bytes:
+    """A real PNG of `pixels` ("WxH"), made once per size."""
+    width, _, height = pixels.partition("x")
+    return tiny_png(int(width), int(height))
+
+
+@functools.cache
+def _png_b64(pixels: str) -> str:
+    return base64.b64encode(png(pixels)).decode()
+
+
+def unauthorized(request: Recorded) -> Reply:
+    """OpenAI's 401 for the key `request` carries (or lacks): it names the key masked."""
+    sent = request.headers.get("authorization") or ""
+    given = sent.removeprefix("Bearer ")
+    if given == sent or not given:
+        return api_error(401, "You didn't provide an API key.")
+    masked = f"{given[:3]}{'*' * max(0, len(given) - 7)}{given[-4:]}"
+    return api_error(401, f"Incorrect API key provided: {masked}.", "invalid_api_key")
 
 
 def output_tokens(quality: str, size: str) -> int:
@@ -71,8 +111,13 @@ def _family(model: str) -> str | None:
     return "gpt-image" if model.startswith("gpt-image") else None
 
 
-def images_api(request: Recorded) -> Reply:
-    """Answer an image generation request the way OpenAI does, or refuse it as OpenAI would."""
+def images_api(request: Recorded, *, key: str = KEY) -> Reply:
+    """Answer an image generation request the way OpenAI does, or refuse it as OpenAI would.
+
+    A key other than `key` is refused (for another key: `functools.partial(images_api, key=...)`).
+    """
+    if request.headers.get("authorization") != f"Bearer {key}":
+        return unauthorized(request)
     body = request.json()
     if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
         return api_error(400, "'prompt' is a required property", "missing_required_parameter")
@@ -94,20 +139,20 @@ def images_api(request: Recorded) -> Reply:
     if "response_format" in body and family == "gpt-image":
         return api_error(400, "Unknown parameter: 'response_format'.", "unknown_parameter")
     if family != "gpt-image":
-        url_or_b64 = (
-            {"b64_json": PNG_B64}
-            if body.get("response_format") == "b64_json"
-            else {"url": f"http://127.0.0.1:9/images/{model}.png"}
-        )
         revised = {"revised_prompt": f"revised: {body['prompt']}"} if family == "dall-e-3" else {}
-        return Reply(json={"created": 1, "data": [{**url_or_b64, **revised} for _ in range(n)]})
+        return Reply(
+            json={
+                "created": 1,
+                "data": [{**_image(request, size, body), **revised} for _ in range(n)],
+            }
+        )
     served_quality = quality or "medium"
     served_size = "1024x1024" if size == "auto" else size
     image_tokens = n * output_tokens(served_quality, served_size)
     return Reply(
         json={
             "created": 1,
-            "data": [{"b64_json": PNG_B64} for _ in range(n)],
+            "data": [{"b64_json": _png_b64(served_size)} for _ in range(n)],
             "size": served_size,
             "quality": served_quality,
             "output_format": "png",
@@ -120,6 +165,26 @@ def images_api(request: Recorded) -> Reply:
             },
         }
     )
+
+
+def _image(request: Recorded, pixels: str, body: Mapping[str, Any]) -> dict[str, str]:
+    """One DALL·E image: base64 if asked, else a URL on the server that received `request`."""
+    if body.get("response_format") == "b64_json":
+        return {"b64_json": _png_b64(pixels)}
+    name = f"img-{secrets.token_hex(8)}.png"
+    path = IMAGE_ROUTE.format(pixels=pixels, name=name)
+    return {"url": f"http://{request.headers.get('host')}{path}"}
+
+
+def image_file(request: Recorded) -> Reply:
+    """`GET` of an image URL `images_api` handed out: the PNG, of the pixels the URL names."""
+    pixels = request.params.get("pixels", "")
+    width, x, height = pixels.partition("x")
+    if not (
+        x and width.isdigit() and height.isdigit() and 0 < int(width) * int(height) <= 4096 * 4096
+    ):
+        return Reply(404, body=b"The specified blob does not exist.", content_type="text/plain")
+    return Reply(body=png(pixels), content_type="image/png")
 
 
 class OpenAIHarness(NamedTuple):
@@ -175,6 +240,7 @@ def serving(
         }
     with FakeServer() as server:
         server.add("POST", ROUTE, images_api)
+        server.add("GET", IMAGE_ROUTE, image_file)
         layer = Layer(
             {
                 "ledger": False,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -14,11 +16,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from layer_openai import OpenAIProvider
-from layer_openai.testing import PNG_B64, serving
+from layer_openai.testing import PNG_B64, ROUTE, images_api, serving
 
 from layer_core import ConfigError, Layer
 from layer_core.cli import cli
-from layer_core.testing import Recorded, Reply
+from layer_core.testing import FakeServer, Recorded, Reply
 
 MODELS = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5")
 GPT_SIZES = ("1024x1024", "1536x1024", "1024x1536")
@@ -126,15 +128,23 @@ def test_without_a_key_every_model_is_unavailable_and_nothing_is_called() -> Non
         assert harness.server.requests == []
 
 
-def test_the_key_can_come_from_another_variable() -> None:
-    layer = Layer(
-        {"plugins": {"openai": {"api_key_env": "MY_OPENAI_KEY"}}, "ledger": False},
+def test_the_key_can_come_from_another_variable(
+    layer_factory: Callable[..., Layer], fake_server: FakeServer
+) -> None:
+    fake_server.add("POST", ROUTE, functools.partial(images_api, key="sk-other"))
+    settings = {"api_key_env": "MY_OPENAI_KEY", "base_url": f"{fake_server.url}/v1"}
+    layer = layer_factory(
+        {"plugins": {"openai": settings}, "ledger": False, "gates": {"g": {"model": "dall-e-2"}}},
         plugins=[OpenAIProvider()],
         load_entry_points=False,
-        environ={"MY_OPENAI_KEY": "sk-other"},
+        environ={"MY_OPENAI_KEY": "sk-other", "OPENAI_API_KEY": "sk-not-this-one"},
     )
     assert layer.unavailable() == {}
-    bare = Layer({"ledger": False}, plugins=[OpenAIProvider()], load_entry_points=False, environ={})
+    assert len(layer.image("g", {"prompt": "a fox", "size": "256x256"}).images) == 1
+    assert fake_server.requests[0].headers["authorization"] == "Bearer sk-other"
+    bare = layer_factory(
+        {"ledger": False}, plugins=[OpenAIProvider()], load_entry_points=False, environ={}
+    )
     assert bare.unavailable() == {"openai": "OPENAI_API_KEY is not set"}
 
 
@@ -266,12 +276,14 @@ def test_bad_settings_are_config_errors_naming_the_key(
     assert problem in str(caught.value)
 
 
-def test_the_documented_settings_example_is_valid(tmp_path: Path) -> None:
+def test_the_documented_settings_example_is_valid(
+    tmp_path: Path, layer_factory: Callable[..., Layer]
+) -> None:
     guide = Path(__file__).resolve().parents[3] / "docs" / "providers" / "openai.md"
     (example,) = re.findall(r"```toml\n(.*?)```", guide.read_text(), flags=re.S)
     config = tmp_path / "plugins.toml"
     config.write_text(f"ledger = false\n{example}")
-    layer = Layer(config, plugins=[OpenAIProvider()], load_entry_points=False, environ={})
+    layer = layer_factory(config, plugins=[OpenAIProvider()], load_entry_points=False, environ={})
     assert [s.id for s in layer.models()] == ["gpt-image-1.5", "sdxl-turbo"]
     assert layer.catalog["gpt-image-1.5"].price("standard", "1024x1024") == Decimal("0.03")
     assert layer.catalog["sdxl-turbo"].max_images_per_call == 4

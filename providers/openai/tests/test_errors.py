@@ -10,6 +10,7 @@ from layer_openai.testing import KEY, OpenAIHarness, api_error, images_api, serv
 from layer_core.errors import (
     AllAttemptsFailed,
     AuthenticationFailed,
+    BillingError,
     ContentRejected,
     InvalidProviderRequest,
     ProviderError,
@@ -23,6 +24,7 @@ REFUSAL = (
     "Your request was rejected as a result of our safety system. Your prompt may contain text "
     "that is not allowed by our safety system."
 )
+QUOTA = "You exceeded your current quota, please check your plan and billing details."
 
 
 @pytest.mark.parametrize(
@@ -55,6 +57,24 @@ REFUSAL = (
             AuthenticationFailed,
             "Organization must be verified",
             id="403",
+        ),
+        pytest.param(
+            api_error(429, QUOTA, "insufficient_quota", kind="insufficient_quota"),
+            BillingError,
+            QUOTA,
+            id="429 insufficient_quota",
+        ),
+        pytest.param(
+            api_error(429, QUOTA, kind="insufficient_quota", **{"Retry-After": "20"}),
+            BillingError,
+            QUOTA,
+            id="429 of type insufficient_quota, no code",
+        ),
+        pytest.param(
+            api_error(400, "Billing hard limit has been reached", "billing_hard_limit_reached"),
+            BillingError,
+            "Billing hard limit has been reached",
+            id="400 billing_hard_limit_reached",
         ),
         pytest.param(
             api_error(400, REFUSAL, "content_policy_violation"),
@@ -188,6 +208,7 @@ def _fails_for(model: str, failure: Reply) -> object:
         (api_error(503, "Overloaded"), "unavailable"),
         (Reply(drop=True), "unavailable"),
         (api_error(401, "Incorrect API key provided", "invalid_api_key"), "authentication"),
+        (api_error(429, QUOTA, "insufficient_quota", kind="insufficient_quota"), "billing"),
         (Reply(json={"created": 1, "data": "nope"}), "unavailable"),
         (Reply(json={"created": 1, "data": [{"url": "http://x/1.png"}]}, delay=10), "timeout"),
     ],
@@ -227,3 +248,14 @@ def test_the_key_never_appears_in_errors_even_when_the_server_echoes_it() -> Non
     assert KEY not in str(caught.value)
     assert all(KEY not in (a.message or "") for a in caught.value.attempts)
     assert KEY not in repr(harness.layer.providers["openai"])
+
+
+def test_an_exhausted_quota_is_a_billing_error_that_is_not_retried_as_a_rate_limit() -> None:
+    gates = {"g": {"model": "gpt-image-1", "retries": 2, "timeout": 5}}
+    with serving(gates) as harness:
+        harness.reply(api_error(429, QUOTA, "insufficient_quota", kind="insufficient_quota"))
+        with pytest.raises(AllAttemptsFailed) as caught:
+            harness.layer.image("g", {"prompt": "a fox"})
+        assert len(harness.bodies()) == 1
+    (attempt,) = caught.value.attempts
+    assert (attempt.error, attempt.message) == ("billing", QUOTA)

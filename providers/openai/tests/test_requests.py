@@ -16,10 +16,12 @@ from layer_openai.testing import (
     OpenAIHarness,
     images_api,
     output_tokens,
+    png,
     serving,
 )
 
 from layer_core.testing import Recorded, Reply, tiny_png
+from layer_core.testing.images import image_info
 
 PROMPT = "A cozy coffee shop interior"
 
@@ -90,16 +92,19 @@ def test_response_format_is_sent_to_dall_e_models_only() -> None:
         first, second = harness.bodies()
     assert first["response_format"] == "b64_json"
     assert "response_format" not in second
-    assert dalle.images[0].base64 == PNG_B64
+    assert dalle.images[0].base64 is not None
     assert dalle.images[0].url is None
-    assert gpt.images[0].base64 == PNG_B64
+    assert image_info(dalle.images[0].bytes()) == ("image/png", 256, 256)
+    assert image_info(gpt.images[0].bytes()) == ("image/png", 1024, 1024)
 
 
 def test_dall_e_3_returns_its_url_and_revised_prompt_and_no_seed(harness: OpenAIHarness) -> None:
     response = harness.layer.image("dall-e-3", {"prompt": PROMPT, "size": "1792x1024"})
     (image,) = response.images
-    assert image.url == "http://127.0.0.1:9/images/dall-e-3.png"
+    assert image.url is not None
+    assert image.url.startswith(f"{harness.server.url}/images/1792x1024/img-")
     assert image.base64 is None
+    assert image.bytes() == png("1792x1024")
     assert image.revised_prompt == f"revised: {PROMPT}"
     assert image.seed is None
     assert image.size == "1792x1024"
@@ -248,9 +253,11 @@ def test_a_retired_model_is_still_served_with_a_warning(harness: OpenAIHarness) 
     assert "dall-e-3: retired on 2026-05-12; the provider may refuse it" in response.warnings
 
 
-def ask(body: dict[str, Any]) -> Reply:
-    """What the fake Images API answers to `body`, without a server in between."""
-    return images_api(Recorded("POST", ROUTE, {}, Message(), json.dumps(body).encode()))
+def ask(body: dict[str, Any], key: str = KEY) -> Reply:
+    """What the fake Images API answers to `body` sent with `key`, without a server in between."""
+    headers = Message()
+    headers["Authorization"] = f"Bearer {key}"
+    return images_api(Recorded("POST", ROUTE, {}, headers, json.dumps(body).encode()))
 
 
 @pytest.mark.parametrize(
@@ -270,3 +277,11 @@ def test_the_fake_api_refuses_what_openai_refuses(forbidden: dict[str, Any]) -> 
     reply = ask({"prompt": "p", **forbidden})
     assert reply.status == 400
     assert reply.json["error"]["message"]
+
+
+def test_the_fake_api_refuses_a_wrong_key_as_openai_does_without_echoing_it() -> None:
+    reply = ask({"prompt": "p", "model": "gpt-image-1"}, key="sk-wrong-0123456789")
+    assert reply.status == 401
+    assert reply.json["error"]["code"] == "invalid_api_key"
+    assert "sk-wrong-0123456789" not in reply.json["error"]["message"]
+    assert "sk-************6789" in reply.json["error"]["message"]
