@@ -122,6 +122,21 @@ def test_install_plugin_makes_a_plugin_discoverable_for_one_test(
 
 def test_and_it_is_gone_in_the_next_test(layer_environment):
     assert "inky" not in Layer({"ledger": False}).providers
+
+
+CLOSED = ScriptedProvider("closed", [make_spec("closed-1", "closed")])
+
+
+def test_new_layer_builds_layers(new_layer):
+    config = {"ledger": False, "gates": {"default": {"model": "closed-1"}}}
+    for _ in range(2):
+        layer = new_layer(config, plugins=[CLOSED], load_entry_points=False)
+        assert layer.image(data={"prompt": "p"}).images
+    assert CLOSED.closed == 0
+
+
+def test_and_closes_them_when_the_test_ends():
+    assert CLOSED.closed == 2
 """
 
 
@@ -187,6 +202,8 @@ def test_the_pytest_plugin_fixtures_work_once_opted_in(
         "test_fake_server_fixture",
         "test_install_plugin_makes_a_plugin_discoverable_for_one_test",
         "test_and_it_is_gone_in_the_next_test",
+        "test_new_layer_builds_layers",
+        "test_and_closes_them_when_the_test_ends",
     ):
         assert outcomes[f"test_fixtures::{name}"] == ("passed", ""), outcomes[
             f"test_fixtures::{name}"

@@ -6,24 +6,28 @@
 - `install_plugin`: make a plugin discoverable through the `layer` entry-point group for one
   test, as if its distribution were installed: `Layer()` loads it and `layer plugins` lists it.
 - `layer_environment`: no LAYER_* variable, provider key or user config reaches the test.
+- `new_layer`: build `Layer`s in a test; each is closed when the test ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from layer_core.layer import Layer
 from layer_core.plugins import ENTRY_POINT_GROUP, discovered_entry_points
 from layer_core.provider import Provider
 from layer_core.testing.fakeserver import FakeServer
 from layer_core.testing.scripted import plugin_for
 
-__all__ = ["fake_server", "install_plugin", "layer_environment"]
+__all__ = ["fake_server", "install_plugin", "layer_environment", "new_layer"]
 
 InstallPlugin = Callable[..., str]
 
@@ -33,6 +37,18 @@ def fake_server() -> Iterator[FakeServer]:
     """A running `FakeServer`; script it with `.add(...)`, point your client at `.url`."""
     with FakeServer() as server:
         yield server
+
+
+@pytest.fixture
+def new_layer() -> Iterator[Callable[..., Layer]]:
+    """`new_layer(config, **kwargs)`: a `Layer(config, **kwargs)`, closed when the test ends
+    (its providers' clients and the thread of its sync loop), however the test ends."""
+    with contextlib.ExitStack() as made:
+
+        def build(*args: Any, **kwargs: Any) -> Layer:
+            return made.enter_context(Layer(*args, **kwargs))
+
+        yield build
 
 
 @pytest.fixture
