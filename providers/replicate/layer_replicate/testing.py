@@ -7,8 +7,10 @@
         assert fake.created[0].input["aspect_ratio"] == "16:9"
 
 It answers create (POST /v1/models/{owner}/{name}/predictions for official models and, for pinned
-versions, POST /v1/predictions, honouring `Prefer: wait`), get (GET /v1/predictions/{id}), cancel
+versions, POST /v1/predictions), get (GET /v1/predictions/{id}), cancel
 (POST /v1/predictions/{id}/cancel), and serves each output file it hands out (GET /files/{name}).
+A `Prefer: wait` create answers with the prediction's end when its `Run` ends at once, else at once
+with it still starting (Replicate would hold the request until the end or the wait runs out).
 
 It checks what Replicate checks: the token (when given one), that the model or version exists,
 and the input against the model's schema (a 422 naming each bad field). Each output file is a real
