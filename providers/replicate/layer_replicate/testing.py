@@ -169,48 +169,39 @@ class Schema:
 
 
 _ANY: Range = (None, None)
-_FLUX_FAST: dict[str, Range] = {"seed": _ANY, "num_outputs": (1, 4), "output_quality": (0, 100)}
-_FLUX_PRO: dict[str, Range] = {
-    "seed": _ANY,
-    "width": (256, 1440),
-    "height": (256, 1440),
-    "safety_tolerance": (1, 6),
-}
-_FLUX_CHOICES = {"aspect_ratio": tuple(FLUX_PIXELS), "megapixels": ("1", "0.25")}
 _PRO_RATIOS = ("custom", "1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3")
+
+
+def _flux_fast(most_steps: int) -> Schema:
+    """Flux schnell and dev: an aspect ratio and megapixels, 1 to 4 outputs, go_fast."""
+    return Schema(
+        {"seed": _ANY, "num_outputs": (1, 4), "num_inference_steps": (1, most_steps)},
+        {"aspect_ratio": tuple(FLUX_PIXELS), "megapixels": ("1", "0.25"), "output_format": FORMATS},
+        frozenset({"go_fast", "disable_safety_checker"}),
+        "webp",
+        _flux,
+        fast_mode=True,
+    )
+
+
+def _flux_pro_schema(**integers: Range) -> Schema:
+    """Flux 1.1 pro and pro: a preset ratio or custom width and height, one output."""
+    sides: Range = (256, 1440)
+    return Schema(
+        {"seed": _ANY, "width": sides, "height": sides, "safety_tolerance": (1, 6), **integers},
+        {"aspect_ratio": _PRO_RATIOS, "output_format": FORMATS},
+        frozenset({"prompt_upsampling"}),
+        "webp",
+        _flux_pro,
+    )
+
 
 #: The official models, created through POST /v1/models/{owner}/{name}/predictions.
 OFFICIAL: dict[str, Schema] = {
-    "black-forest-labs/flux-schnell": Schema(
-        {**_FLUX_FAST, "num_inference_steps": (1, 4)},
-        {**_FLUX_CHOICES, "output_format": FORMATS},
-        frozenset({"go_fast", "disable_safety_checker"}),
-        "webp",
-        _flux,
-        fast_mode=True,
-    ),
-    "black-forest-labs/flux-dev": Schema(
-        {**_FLUX_FAST, "num_inference_steps": (1, 50)},
-        {**_FLUX_CHOICES, "output_format": FORMATS},
-        frozenset({"go_fast", "disable_safety_checker"}),
-        "webp",
-        _flux,
-        fast_mode=True,
-    ),
-    "black-forest-labs/flux-1.1-pro": Schema(
-        {**_FLUX_PRO, "output_quality": (0, 100)},
-        {"aspect_ratio": _PRO_RATIOS, "output_format": FORMATS},
-        frozenset({"prompt_upsampling"}),
-        "webp",
-        _flux_pro,
-    ),
-    "black-forest-labs/flux-pro": Schema(
-        {**_FLUX_PRO, "steps": (1, 50), "interval": (1, 4), "output_quality": (0, 100)},
-        {"aspect_ratio": _PRO_RATIOS, "output_format": FORMATS},
-        frozenset({"prompt_upsampling"}),
-        "webp",
-        _flux_pro,
-    ),
+    "black-forest-labs/flux-schnell": _flux_fast(most_steps=4),
+    "black-forest-labs/flux-dev": _flux_fast(most_steps=50),
+    "black-forest-labs/flux-1.1-pro": _flux_pro_schema(),
+    "black-forest-labs/flux-pro": _flux_pro_schema(steps=(1, 50), interval=(1, 4)),
 }
 #: The community model versions, created through POST /v1/predictions: (model, schema).
 VERSIONS: dict[str, tuple[str, Schema]] = {
