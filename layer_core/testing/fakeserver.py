@@ -220,6 +220,7 @@ def _hung_up(connection: socket.socket) -> bool:
 def _handler_for(server: FakeServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms stall
 
         def setup(self) -> None:
             server._opened(+1)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import types
@@ -40,18 +41,14 @@ def fake_server() -> Iterator[FakeServer]:
 
 @pytest.fixture
 def layer_factory() -> Iterator[Callable[..., Layer]]:
-    """`layer_factory(config, **kwargs)`: `Layer(config, **kwargs)`, closed after the test
-    (its providers' clients and its sync loop's thread), however the test ends."""
-    made: list[Layer] = []
+    """`layer_factory(config, **kwargs)`: a `Layer(config, **kwargs)`, closed when the test ends
+    (its providers' clients and the thread of its sync loop), however the test ends."""
+    with contextlib.ExitStack() as made:
 
-    def make(*args: Any, **kwargs: Any) -> Layer:
-        layer = Layer(*args, **kwargs)
-        made.append(layer)
-        return layer
+        def build(*args: Any, **kwargs: Any) -> Layer:
+            return made.enter_context(Layer(*args, **kwargs))
 
-    yield make
-    for layer in made:
-        layer.close()
+        yield build
 
 
 @pytest.fixture

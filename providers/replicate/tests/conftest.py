@@ -1,8 +1,8 @@
 """Fixtures: a configured `ReplicateProvider` and the fake Replicate (on 127.0.0.1) it talks to.
 
-`rig` yields `(provider, fake)`, the shape a conformance suite takes; `make_layer` builds a `Layer`
-whose gates route through that provider (plus any other providers given, e.g. a fallback), and
-`generate` makes one call on the provider directly, as the core would.
+`rig` yields `(provider, fake)`; `make_layer` builds a `Layer` whose gates route through that
+provider (plus any other providers given, e.g. a fallback), closed after the test by layer's
+`layer_factory` fixture; `generate` makes one call on the provider directly, as the core would.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ from typing import Any
 
 import pytest
 from layer_replicate import MODELS, ReplicateProvider
-from layer_replicate.testing import FakeReplicate
+from layer_replicate.testing import FAST_POLLS, FakeReplicate
 
 from layer_core import GenerationCall, ImageOutput, Layer, Provider
 from layer_core.config import provider_settings
 from layer_core.testing import FakeServer, generate_once
+from layer_core.testing.pytest_plugin import layer_factory
+
+__all__ = ["layer_factory"]  # the fixture, for make_layer
 
 KEY = "r8_fake0token0for0tests0only"
-FAST_POLLS = {"poll_interval": 0.01, "max_poll_interval": 0.05}
 
 Rig = tuple[ReplicateProvider, FakeReplicate]
 MakeLayer = Callable[..., Layer]
@@ -42,7 +44,7 @@ def token() -> str:
 def rig() -> Iterator[Rig]:
     """A provider configured against a fresh fake Replicate, and the fake."""
     with FakeServer() as server:
-        fake = FakeReplicate(server)
+        fake = FakeReplicate(server, token=KEY)
         provider = ReplicateProvider()
         table = {"base_url": server.url, **FAST_POLLS}
         env = {"REPLICATE_API_TOKEN": KEY}
@@ -51,25 +53,20 @@ def rig() -> Iterator[Rig]:
 
 
 @pytest.fixture
-def make_layer(rig: Rig) -> Iterator[MakeLayer]:
+def make_layer(rig: Rig, layer_factory: MakeLayer) -> MakeLayer:
     """`make_layer(gates, *other_providers, **replicate_settings)` → a Layer over the rig."""
     provider, fake = rig
-    layers: list[Layer] = []
 
     def build(gates: Mapping[str, Mapping[str, Any]], *others: Provider, **settings: Any) -> Layer:
         table = {"base_url": fake.server.url, **FAST_POLLS, **settings}
-        layer = Layer(
+        return layer_factory(
             {"ledger": False, "plugins": {"replicate": table}, "gates": dict(gates)},
             plugins=[provider, *others],
             load_entry_points=False,
             environ={"REPLICATE_API_TOKEN": KEY},
         )
-        layers.append(layer)
-        return layer
 
-    yield build
-    for layer in layers:
-        layer.close()
+    return build
 
 
 @pytest.fixture

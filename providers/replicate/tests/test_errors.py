@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from layer_replicate import ReplicateProvider
-from layer_replicate.testing import MODEL_PREDICTIONS, PREDICTION, FakeReplicate, Run
+from layer_replicate.testing import MODEL_PREDICTIONS, PREDICTION, FakeReplicate, Run, problem
 
 from layer_core import (
     AllAttemptsFailed,
@@ -27,11 +27,6 @@ from layer_core.testing import Reply
 Rig = tuple[ReplicateProvider, FakeReplicate]
 MakeLayer = Callable[..., Layer]
 Generate = Callable[..., list[ImageOutput]]
-
-
-def problem(status: int, detail: str) -> Reply:
-    """An error as Replicate sends one: RFC 7807 problem details."""
-    return Reply(status, json={"title": "Error", "detail": detail, "status": status})
 
 
 @pytest.mark.parametrize(

@@ -99,10 +99,18 @@ def test_outputs_stay_file_urls_that_bytes_downloads(make_layer: MakeLayer, rig:
     for image in response.images:
         assert image.base64 is None
         assert image.size == "1344x768"
-        assert image.mime_type == "image/png"
-        with Image.open(io.BytesIO(image.bytes())) as png:
-            assert png.format == "PNG"
+        assert image.mime_type == "image/webp"  # Flux's default output_format
+        with Image.open(io.BytesIO(image.bytes())) as picture:
+            assert (picture.format, picture.size) == ("WEBP", (1344, 768))
     assert len([r for r in fake.server.requests if r.path.startswith("/files/")]) == 2
+
+
+def test_sdxl_outputs_are_pngs_of_the_size_asked_for(make_layer: MakeLayer) -> None:
+    response = make_layer(single("sdxl")).image("g", {"prompt": "p", "size": "1536x1024"})
+    (image,) = response.images
+    assert (image.size, image.mime_type) == ("1536x1024", "image/png")
+    with Image.open(io.BytesIO(image.bytes())) as picture:
+        assert (picture.format, picture.size) == ("PNG", (1536, 1024))
 
 
 def test_the_mime_type_follows_the_file_the_model_returned(generate: Generate, rig: Rig) -> None:
