@@ -130,6 +130,21 @@ def test_install_plugin_makes_a_plugin_discoverable_for_one_test(
 
 def test_and_it_is_gone_in_the_next_test(layer_environment):
     assert "inky" not in Layer({"ledger": False}).providers
+
+
+BUILT = []
+
+
+def test_layers_builds_a_layer(layers):
+    inky = ScriptedProvider("inky", [make_spec("inky-1", "inky")])
+    layer = layers({"ledger": False}, plugins=[inky], load_entry_points=False)
+    assert layer.image(data={"prompt": "p"}, model=None).images
+    BUILT.append(inky)
+
+
+def test_and_closes_it_after_the_test():
+    (inky,) = BUILT
+    assert inky.closed == 1
 """
 
 
@@ -195,6 +210,8 @@ def test_the_pytest_plugin_fixtures_work_once_opted_in(
         "test_fake_server_fixture",
         "test_install_plugin_makes_a_plugin_discoverable_for_one_test",
         "test_and_it_is_gone_in_the_next_test",
+        "test_layers_builds_a_layer",
+        "test_and_closes_it_after_the_test",
     ):
         assert outcomes[f"test_fixtures::{name}"] == ("passed", ""), outcomes[
             f"test_fixtures::{name}"

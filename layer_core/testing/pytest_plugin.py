@@ -6,6 +6,11 @@
 - `install_plugin`: make a plugin discoverable through the `layer` entry-point group for one
   test, as if its distribution were installed: `Layer()` loads it and `layer plugins` lists it.
 - `layer_environment`: no LAYER_* variable, provider key or user config reaches the test.
+- `layers`: `layers(config, **kwargs)` builds a `Layer(config, **kwargs)` and closes it after
+  the test (its providers' clients and its sync loop's thread with it).
+
+Or import just the fixtures you want into your conftest.py:
+`from layer_core.testing.pytest_plugin import layers`.
 """
 
 from __future__ import annotations
@@ -15,17 +20,20 @@ import sys
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from layer_core.layer import Layer
 from layer_core.plugins import ENTRY_POINT_GROUP, discovered_entry_points
 from layer_core.provider import Provider
 from layer_core.testing.fakeserver import FakeServer
 from layer_core.testing.scripted import plugin_for
 
-__all__ = ["fake_server", "install_plugin", "layer_environment"]
+__all__ = ["fake_server", "install_plugin", "layer_environment", "layers"]
 
 InstallPlugin = Callable[..., str]
+MakeLayer = Callable[..., Layer]
 
 
 @pytest.fixture
@@ -33,6 +41,21 @@ def fake_server() -> Iterator[FakeServer]:
     """A running `FakeServer`; script it with `.add(...)`, point your client at `.url`."""
     with FakeServer() as server:
         yield server
+
+
+@pytest.fixture
+def layers() -> Iterator[MakeLayer]:
+    """`layers(config, **kwargs)`: a `Layer(config, **kwargs)`, closed after the test."""
+    made: list[Layer] = []
+
+    def make(*args: Any, **kwargs: Any) -> Layer:
+        layer = Layer(*args, **kwargs)
+        made.append(layer)
+        return layer
+
+    yield make
+    for layer in made:
+        layer.close()
 
 
 @pytest.fixture
