@@ -249,7 +249,9 @@ def test_models_naming_a_model_the_provider_lacks_fails_saying_so(
 ) -> None:
     result, message = outcomes["TestLeakyNine::test_model_specs_are_valid[no-models]"]
     assert result == "failure"
-    assert "TestLeakyNine.models names ['leaky-9']; leaky declares ['leaky-1', 'leaky-2']" in message
+    assert (
+        "TestLeakyNine.models names ['leaky-9']; leaky declares ['leaky-1', 'leaky-2']" in message
+    )
     assert outcomes["TestLeakyNine::test_model_ids_are_unique"][0] == "passed"
 
 
