@@ -161,6 +161,19 @@ def _rest_problem(endpoint: str, form: dict[str, str]) -> str | None:
 
 # --- gRPC ------------------------------------------------------------------------------------
 
+#: Threads serving calls (and the most calls that can be open at once).
+WORKERS = 4
+
+
+def _started_pool(workers: int, name: str) -> futures.ThreadPoolExecutor:
+    """A thread pool whose threads are all running already: none starts later, mid-test, where
+    it would look like a thread the client under test left behind."""
+    pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    everyone = threading.Barrier(workers)
+    for _ in range(workers):
+        pool.submit(everyone.wait, 10)
+    return pool
+
 
 @dataclass
 class Call:
@@ -215,7 +228,8 @@ class FakeGenerationService:
                 service.calls.append(call)
                 yield from (service.script or service.answer)(request, context)
 
-        self.server: Any = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self._pool = _started_pool(WORKERS, "fake-grpc-generation")
+        self.server: Any = grpc.server(self._pool)
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(Servicer(), self.server)
         self.port: int = self.server.add_insecure_port("127.0.0.1:0")
         self.host = f"127.0.0.1:{self.port}"
@@ -231,6 +245,7 @@ class FakeGenerationService:
         tb: TracebackType | None,
     ) -> None:
         self.server.stop(grace=None).wait(5)
+        self._pool.shutdown(wait=False)
 
     @property
     def open_connections(self) -> int:
