@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from layer_core.sizes import parse_size
@@ -238,12 +237,7 @@ class FakeGenerationService:
         self.server.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.server.stop(grace=None).wait(5)
         self._pool.shutdown(wait=False)
 
