@@ -243,17 +243,20 @@ class FakeGenerationService:
 
     @property
     def open_connections(self) -> int:
-        """TCP connections open to the service now (read from Linux's /proc/net/tcp)."""
-        table = Path("/proc/net/tcp")
-        if not table.exists():
+        """TCP connections open to the service now (Linux: read from /proc/net/tcp and tcp6)."""
+        tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+        if not any(table.exists() for table in tables):
             raise RuntimeError("counting connections needs Linux's /proc/net/tcp")
-        established = "01"
-        count = 0
-        for line in table.read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            if state == established and int(local.rpartition(":")[2], 16) == self.port:
-                count += 1
-        return count
+        rows = [
+            line.split()
+            for table in tables
+            if table.exists()
+            for line in table.read_text().splitlines()[1:]
+        ]
+        # the service's end of each: local address 127.0.0.1:port in hex (in tcp6, the same
+        # address IPv4-mapped ends the same way), state 01 (ESTABLISHED)
+        here = f"0100007F:{self.port:04X}"
+        return sum(1 for row in rows if row[1].endswith(here) and row[3] == "01")
 
     def answer(self, request: Any, context: Any) -> Iterator[Any]:
         """Answer as the SDXL engine does, or abort as it would with what it refuses."""
