@@ -37,6 +37,7 @@ __all__ = [
     "SDXL_ENGINE",
     "Call",
     "FakeGenerationService",
+    "Script",
     "StabilityRest",
     "image_answer",
     "picture",
