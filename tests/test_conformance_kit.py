@@ -69,7 +69,7 @@ class LeakyProvider(Provider):
         self.background = []
 
     def models(self):
-        return [make_spec("leaky-1", "leaky", sizes=["256x256"])]
+        return [make_spec(m, "leaky", sizes=["256x256"]) for m in ("leaky-1", "leaky-2")]
 
     async def generate(self, call):
         self.background.append(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
@@ -92,6 +92,14 @@ class TestLeaky(ProviderConformance):
     distribution = "layer-leaky"
     remote_api = False
     grace = 0.5
+
+
+class TestLeakyTwo(TestLeaky):
+    models = ("leaky-2",)
+
+
+class TestLeakyNine(TestLeaky):
+    models = ("leaky-2", "leaky-9")
 """
 
 FIXTURES = """
@@ -161,7 +169,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, s
         [
             sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={report}",
             "-k", "overridden or ids_are_unique or entry_point_is_installed or test_fixtures"
-            " or (TestLeaky and cancelling)",
+            " or (TestLeaky and (cancelling or specs_are_valid or ids_are_unique))",
         ],
         cwd=folder,
         capture_output=True,
@@ -221,6 +229,33 @@ def test_a_call_that_leaves_a_task_or_a_thread_behind_fails_the_suite(
     assert "leaky-1, cancelled mid-call:" in message
     assert "tasks still running after the cancel: <coroutine object sleep" in message
     assert "threads still running: ['leaky-worker']" in message
+
+
+def test_models_narrows_the_tests_to_those_models_and_the_one_call_tests_use_the_first(
+    outcomes: dict[str, tuple[str, str]],
+) -> None:
+    specs = sorted(k for k in outcomes if "TestLeaky" in k and "specs_are_valid" in k)
+    assert specs == [
+        "TestLeaky::test_model_specs_are_valid[leaky-1]",
+        "TestLeaky::test_model_specs_are_valid[leaky-2]",
+        "TestLeakyNine::test_model_specs_are_valid[no-models]",
+        "TestLeakyTwo::test_model_specs_are_valid[leaky-2]",
+    ]
+    result, message = outcomes["TestLeakyTwo::test_cancelling_a_call_leaves_nothing_running"]
+    assert result == "failure"
+    assert "leaky-2, cancelled mid-call:" in message
+    assert outcomes["TestLeakyTwo::test_model_ids_are_unique"][0] == "passed"
+
+
+def test_models_naming_a_model_the_provider_lacks_fails_saying_so(
+    outcomes: dict[str, tuple[str, str]],
+) -> None:
+    result, message = outcomes["TestLeakyNine::test_model_specs_are_valid[no-models]"]
+    assert result == "failure"
+    assert (
+        "TestLeakyNine.models names ['leaky-9']; leaky declares ['leaky-1', 'leaky-2']" in message
+    )
+    assert outcomes["TestLeakyNine::test_model_ids_are_unique"][0] == "passed"
 
 
 def test_the_pytest_plugin_is_never_loaded_without_opting_in() -> None:

@@ -43,7 +43,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, get_args
@@ -278,7 +278,8 @@ class ProviderConformance:
 
     Set `entry_point` and `distribution`; give a `fake_api` fixture that yields your `FakeApi`
     (or set `remote_api = False` for a provider that calls no API, like `local`). Set
-    `provider_name` if your plugin registers more than one provider.
+    `provider_name` if your plugin registers more than one provider, and `models` to test only
+    some of its models (e.g. those one of its APIs serves).
     """
 
     entry_point: ClassVar[str]
@@ -286,6 +287,10 @@ class ProviderConformance:
     distribution: ClassVar[str]
     """The distribution that installs it (e.g. "layer-acme")."""
     provider_name: ClassVar[str | None] = None
+    models: ClassVar[tuple[str, ...] | None] = None
+    """The model ids this class tests (default: every model the provider declares). The tests
+    of one call (errors, timeout, key, cancellation) use the first. A provider whose models are
+    served by different APIs gives each API's fake a class of its own, naming its models."""
     remote_api: ClassVar[bool] = True
     """False for a provider that calls no API: the error and key tests then skip, saying so."""
     api_key: ClassVar[str] = "lk-conformance-4f1c9e27d8a3b605"
@@ -370,7 +375,20 @@ class ProviderConformance:
 
     @classmethod
     def _loaded(cls) -> _Loaded:
-        return _load(cls.entry_point, cls.provider_name)
+        """The plugin as loaded, its models narrowed to `models` (in that order) if set."""
+        loaded = _load(cls.entry_point, cls.provider_name)
+        if cls.models is None or loaded.error:
+            return loaded
+        declared = {spec.id: spec for spec in loaded.specs}
+        missing = [m for m in cls.models if m not in declared]
+        if missing or not cls.models:
+            return replace(
+                loaded,
+                specs=[],
+                error=f"{cls.__name__}.models names {missing or 'no model'}; "
+                f"{loaded.provider_name} declares {list(declared)}",
+            )
+        return replace(loaded, specs=[declared[m] for m in cls.models])
 
     def _name(self) -> str:
         loaded = self._loaded()
@@ -604,9 +622,10 @@ class ProviderConformance:
             pytest.fail(f"{spec.id}:\n  " + "\n  ".join(problems))
 
     def test_model_ids_are_unique(self) -> None:
-        specs = self._loaded().specs
+        loaded = _load(self.entry_point, self.provider_name)  # all its models, not just `models`
+        specs = loaded.specs
         if not specs:
-            pytest.fail(self._loaded().error or f"{self._name()} declares no models")
+            pytest.fail(loaded.error or f"{self._name()} declares no models")
         names = [spec.id for spec in specs] + [a for spec in specs for a in spec.aliases]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:

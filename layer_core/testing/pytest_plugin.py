@@ -7,6 +7,9 @@
 - `install_plugin`: make a plugin discoverable through the `layer` entry-point group for one
   test, as if its distribution were installed: `Layer()` loads it and `layer plugins` lists it.
 - `layer_environment`: no LAYER_* variable, provider key or user config reaches the test.
+
+Or import just the fixtures you want into your conftest.py:
+`from layer_core.testing.pytest_plugin import layer_factory`.
 """
 
 from __future__ import annotations

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from layer_stability import StabilityProvider
+from layer_stability.testing import SDXL_ENGINE, picture
 
 from layer_core import AllAttemptsFailed, Layer
 from layer_core.testing import plugin_for, tiny_png
@@ -24,6 +26,25 @@ KEY = "sk-test-9f8e7d6c5b4a39281706"  # the conftest's key
 SDXL = "stable-diffusion-xl-1024-v1-0"
 PROMPT = "a lighthouse on a cliff at dusk"
 Rig = tuple[Layer, Any]
+
+
+@pytest.fixture
+def sdxl_layer(layer_factory: Callable[..., Layer]) -> Callable[..., Layer]:
+    """`sdxl_layer(host, timeout=...)`: a Layer whose gate `sdxl` calls the engine at `host`."""
+
+    def make(host: str, *, timeout: float) -> Layer:
+        return layer_factory(
+            {
+                "ledger": False,
+                "plugins": {"stability": {"grpc_host": host}},
+                "gates": {"sdxl": {"model": SDXL, "retries": 0, "timeout": timeout}},
+            },
+            plugins=[plugin_for(StabilityProvider())],
+            load_entry_points=False,
+            environ={"STABILITY_API_KEY": KEY},
+        )
+
+    return make
 
 
 def failure(layer: Layer, **data: Any) -> AllAttemptsFailed:
@@ -53,7 +74,7 @@ def test_the_sdk_sends_engine_prompt_pixels_and_seed_and_the_artifact_comes_back
     (image,) = response.images
     assert image.size == pixels
     assert image.seed == 99
-    assert image.bytes() == tiny_png(*map(int, pixels.split("x")))
+    assert image.bytes() == picture(pixels, SDXL_ENGINE, PROMPT, 99)
     assert image.cost_exact == Decimal("0.002")
     assert response.model == SDXL
 
@@ -122,7 +143,7 @@ def test_filter_artifacts_are_content_rejections(
     grpc_stability: Rig, answer: Any, says: str
 ) -> None:
     layer, service = grpc_stability
-    service.script = service.answer(answer(service.generation))
+    service.script = service.answers(answer(service.generation))
     error = failure(layer)
     assert error.stopped_by is not None
     assert error.stopped_by.kind == "content_rejected"
@@ -169,28 +190,24 @@ def test_odd_answers_are_an_unavailable_provider(
         "not a png": [generation.Artifact(type=image, binary=b"GIF89a....")],
         "error": [generation.Artifact(type=image, finish_reason=generation.ERROR)],
     }[answer]
-    service.script = service.answer(generation.Answer(artifacts=artifacts))
+    service.script = service.answers(generation.Answer(artifacts=artifacts))
     (attempt,) = failure(layer).attempts
     assert attempt.error == "unavailable"
     assert says in (attempt.message or "")
 
 
 def test_the_gates_timeout_is_the_calls_deadline_and_the_call_ends_on_both_sides(
-    grpc_service: Any,
+    grpc_service: Any, sdxl_layer: Callable[..., Layer]
 ) -> None:
     grpc_service.script = grpc_service.hang
-    layer = sdxl_layer(grpc_service.host, timeout=0.5)
-    try:
-        (attempt,) = failure(layer).attempts
-    finally:
-        layer.close()
+    (attempt,) = failure(sdxl_layer(grpc_service.host, timeout=0.5)).attempts
     assert attempt.error == "timeout"
     (call,) = grpc_service.calls
     assert call.ended.wait(10), "the server still sees the call open"
 
 
 def test_a_cancelled_attempt_cancels_the_call_so_no_thread_stays_blocked(
-    grpc_service: Any,
+    grpc_service: Any, sdxl_layer: Callable[..., Layer]
 ) -> None:
     grpc_service.script = grpc_service.hang
     layer = sdxl_layer(grpc_service.host, timeout=600)
@@ -220,28 +237,11 @@ def test_a_cancelled_attempt_cancels_the_call_so_no_thread_stays_blocked(
     assert call.ended.wait(10), "the server still sees the call open"
 
 
-def test_an_unreachable_host_is_an_unavailable_provider() -> None:
+def test_an_unreachable_host_is_an_unavailable_provider(sdxl_layer: Callable[..., Layer]) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         host = f"127.0.0.1:{probe.getsockname()[1]}"
-    layer = sdxl_layer(host, timeout=20)
-    try:
-        (attempt,) = failure(layer).attempts
-    finally:
-        layer.close()
+    (attempt,) = failure(sdxl_layer(host, timeout=20)).attempts
     assert attempt.error == "unavailable"
     assert attempt.message is not None
     assert attempt.message.startswith("gRPC UNAVAILABLE")
-
-
-def sdxl_layer(host: str, *, timeout: float) -> Layer:
-    return Layer(
-        {
-            "ledger": False,
-            "plugins": {"stability": {"grpc_host": host}},
-            "gates": {"sdxl": {"model": SDXL, "retries": 0, "timeout": timeout}},
-        },
-        plugins=[plugin_for(StabilityProvider())],
-        load_entry_points=False,
-        environ={"STABILITY_API_KEY": KEY},
-    )

@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 from layer_stability.models import REST_MODELS
+from layer_stability.testing import (
+    CHOSEN_SEED,
+    GENERATE,
+    StabilityRest,
+    picture,
+    stability_error,
+)
 
 from layer_core import AllAttemptsFailed, Layer, NoEligibleModel
-from layer_core.testing import FakeServer, Reply, tiny_png
+from layer_core.testing import FakeServer, Reply
 
 KEY = "sk-test-9f8e7d6c5b4a39281706"  # the conftest's key
 SD3 = "/v2beta/stable-image/generate/sd3"
@@ -54,7 +61,7 @@ def test_each_model_and_size_sends_its_fields_and_reports_what_came_back(
     assert image.size == pixels
     assert image.seed == 1234
     assert image.mime_type == "image/png"
-    assert image.bytes() == tiny_png(*map(int, pixels.split("x")))
+    assert image.bytes() == picture(pixels, model.sd3_model or model.endpoint, PROMPT, 1234)
     assert image.cost_exact == model.usd
     assert (response.model, response.provider) == (model.id, "stability")
 
@@ -65,12 +72,13 @@ def test_without_a_seed_none_is_sent_and_the_seed_stability_chose_is_reported(
     layer, server = stability
     response = layer.image("only", {"prompt": PROMPT}, model="stable-image-core")
     assert "seed" not in server.requests[0].form()
-    assert response.images[0].seed == 424242  # what the fake chose
+    assert response.images[0].seed == CHOSEN_SEED  # what the fake chose
 
 
 def test_the_key_comes_from_settings_when_the_environment_has_none(
     make_layer: Any, server: FakeServer
 ) -> None:
+    server.add("POST", GENERATE, StabilityRest("sk-from-settings-1234"))
     layer = make_layer(settings={"api_key": "sk-from-settings-1234"}, environ={})
     layer.image("only", {"prompt": PROMPT}, model="sd3.5-medium")
     assert server.requests[0].headers["authorization"] == "Bearer sk-from-settings-1234"
@@ -120,30 +128,26 @@ def test_a_content_filtered_image_is_a_content_rejection(
     assert error.images == []
 
 
-def stability_error(name: str, *errors: str) -> dict[str, Any]:
-    return {"id": "e0c2a5", "name": name, "errors": list(errors)}
-
-
 @pytest.mark.parametrize(
     ("reply", "kind", "says"),
     [
-        (Reply(400, json=stability_error("bad_request", "prompt: too long")), "invalid_request",
+        (stability_error(400, "bad_request", "prompt: too long"), "invalid_request",
          "bad_request: prompt: too long"),
-        (Reply(413, json=stability_error("payload_too_large", "max 10MiB")), "invalid_request",
+        (stability_error(413, "payload_too_large", "max 10MiB"), "invalid_request",
          "HTTP 413"),
-        (Reply(401, json=stability_error("unauthorized", "bad key")), "authentication",
+        (stability_error(401, "unauthorized", "bad key"), "authentication",
          "unauthorized"),
-        (Reply(403, json=stability_error("content_moderation", "flagged by moderation")),
+        (stability_error(403, "content_moderation", "flagged by moderation"),
          "content_rejected", "content_moderation"),
-        (Reply(403, json=stability_error("forbidden", "no access to this model")),
+        (stability_error(403, "forbidden", "no access to this model"),
          "authentication", "forbidden"),
-        (Reply(402, json=stability_error("payment_required", "lack sufficient credits")),
+        (stability_error(402, "payment_required", "lack sufficient credits"),
          "billing", "payment_required"),
-        (Reply(400, json=stability_error("bad_request", "insufficient credits")), "billing",
+        (stability_error(400, "bad_request", "insufficient credits"), "billing",
          "insufficient credits"),
-        (Reply(429, json=stability_error("rate_limit_exceeded", "150 per 10s"),
-               headers={"Retry-After": "45"}), "rate_limited", "rate_limit_exceeded"),
-        (Reply(500, json=stability_error("internal_error", "oops")), "unavailable", "HTTP 500"),
+        (stability_error(429, "rate_limit_exceeded", "150 per 10s", **{"Retry-After": "45"}),
+         "rate_limited", "rate_limit_exceeded"),
+        (stability_error(500, "internal_error", "oops"), "unavailable", "HTTP 500"),
         (Reply(503, body=b"<html>upstream down</html>", content_type="text/html"),
          "unavailable", "upstream down"),
     ],
@@ -167,7 +171,7 @@ def test_a_rate_limit_is_retried_after_retry_after_then_succeeds(
 ) -> None:
     layer = make_layer(gates={"only": {"model": "sd3.5-large", "retries": 1}})
     server.add(
-        "POST", SD3, Reply(429, json=stability_error("rate_limited"), headers={"Retry-After": "0"}),
+        "POST", SD3, stability_error(429, "rate_limited", **{"Retry-After": "0"}),
         reply_image,
     )  # fmt: skip
     response = layer.image("only", {"prompt": PROMPT, "seed": 7})
@@ -221,7 +225,7 @@ def test_the_key_never_appears_in_errors_even_when_the_server_echoes_it(
     stability: tuple[Layer, FakeServer],
 ) -> None:
     layer, server = stability
-    server.add("POST", SD3, Reply(401, json=stability_error("unauthorized", f"bad key {KEY}")))
+    server.add("POST", SD3, stability_error(401, "unauthorized", f"bad key {KEY}"))
     error = failure(layer)
     assert KEY not in str(error)
     assert all(KEY not in (a.message or "") for a in error.attempts)
