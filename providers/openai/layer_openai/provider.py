@@ -65,6 +65,13 @@ class OpenAISettings(ProviderSettings):
         default_factory=dict,
         description="more models (or replacements) as data, e.g. for an OpenAI-compatible server",
     )
+    http_client: Literal["aiohttp", "httpx"] = Field(
+        "aiohttp",
+        description=(
+            "the SDK's HTTP transport: aiohttp (default: its cost per request stays flat as more "
+            "requests are in flight) or httpx (the SDK's own default)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _models_known(self) -> OpenAISettings:
@@ -104,6 +111,7 @@ class OpenAIProvider(Provider):
     def __init__(self) -> None:
         super().__init__()
         self._served: dict[str, Served] = {}
+        self._transport = "aiohttp"
         self._clients: PerLoop[AsyncOpenAI] = PerLoop(self._client)
         self.configure(self.settings)
 
@@ -112,18 +120,21 @@ class OpenAIProvider(Provider):
             settings = OpenAISettings.model_validate(settings.model_dump())
         super().configure(settings)
         self._served = catalogue(settings)
+        self._transport = settings.http_client
 
     def models(self) -> list[ModelSpec]:
         return [served.spec for served in self._served.values()]
 
     def _client(self) -> AsyncOpenAI:
         """The one place an SDK client is made (once per event loop)."""
-        from openai import AsyncOpenAI
+        from openai import AsyncOpenAI, DefaultAioHttpClient
 
         return AsyncOpenAI(
             api_key=self.api_key(),
             base_url=self.settings.base_url or DEFAULT_BASE_URL,
             max_retries=0,
+            # None: the SDK's own httpx client
+            http_client=DefaultAioHttpClient() if self._transport == "aiohttp" else None,
         )
 
     async def generate(self, call: GenerationCall) -> list[ImageOutput]:
@@ -197,6 +208,9 @@ def error_from_sdk(exc: BaseException, *, model: str | None = None) -> ProviderE
 
     kw: dict[str, Any] = {"provider": PROVIDER, "model": model}
     if isinstance(exc, openai.APITimeoutError):
+        dropped = _aiohttp_connection_error(exc)
+        if dropped is not None:
+            return ProviderUnavailable(f"could not reach OpenAI: {dropped}", **kw)
         return ProviderTimeout("the request to OpenAI timed out", **kw)
     if isinstance(exc, openai.APIConnectionError):
         return ProviderUnavailable(f"could not reach OpenAI: {exc.message}", **kw)
@@ -224,6 +238,21 @@ def error_from_sdk(exc: BaseException, *, model: str | None = None) -> ProviderE
         )
     if isinstance(exc, openai.OpenAIError):
         return ProviderUnavailable(f"{type(exc).__name__}: {exc}", **kw)
+    return None
+
+
+def _aiohttp_connection_error(exc: BaseException) -> str | None:
+    """What really happened when the aiohttp transport reports a timeout that was none.
+
+    The SDK's aiohttp transport turns every `aiohttp.ClientConnectionError` that has no closer
+    match (a server that closed the connection mid-reply, say) into a connect *timeout*; the
+    original is on the cause chain. A real timeout there is a `TimeoutError` subclass.
+    """
+    cause = exc.__cause__
+    while cause is not None:
+        if type(cause).__module__.startswith("aiohttp") and not isinstance(cause, TimeoutError):
+            return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+        cause = cause.__cause__
     return None
 
 

@@ -1,8 +1,13 @@
-"""Every failure the Images API can produce becomes the right core error; the router acts on it."""
+"""Every failure the Images API can produce becomes the right core error; the router acts on it.
+
+Each test runs over both HTTP transports the provider offers (`http_client`): they report the
+same failures differently (aiohttp's, for one, calls a dropped connection a timeout).
+"""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 import pytest
 from layer_openai.testing import KEY, OpenAIHarness, api_error, images_api, serving
@@ -25,6 +30,17 @@ REFUSAL = (
     "that is not allowed by our safety system."
 )
 QUOTA = "You exceeded your current quota, please check your plan and billing details."
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def harness(transport: str) -> Iterator[OpenAIHarness]:
+    with serving(http_client=transport) as pair:
+        yield pair
 
 
 @pytest.mark.parametrize(
@@ -142,12 +158,12 @@ def test_a_dropped_connection_is_unavailable(harness: OpenAIHarness) -> None:
         harness.generate("gpt-image-1")
 
 
-def test_a_refused_connection_is_unavailable() -> None:
+def test_a_refused_connection_is_unavailable(transport: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with (
-        serving(base_url=f"http://127.0.0.1:{port}/v1") as harness,
+        serving(base_url=f"http://127.0.0.1:{port}/v1", http_client=transport) as harness,
         pytest.raises(ProviderUnavailable, match="could not reach OpenAI"),
     ):
         harness.generate("gpt-image-1")
@@ -180,9 +196,9 @@ def test_a_malformed_200_is_a_core_error(harness: OpenAIHarness, reply: Reply) -
     assert caught.value.status == 200
 
 
-def test_a_gate_timeout_shorter_than_the_server_is_recorded_as_a_timeout() -> None:
+def test_a_gate_timeout_shorter_than_the_server_is_recorded_as_a_timeout(transport: str) -> None:
     gates = {"quick": {"model": "dall-e-3", "timeout": 0.5}}
-    with serving(gates) as harness:
+    with serving(gates, http_client=transport) as harness:
         harness.reply(Reply(json={"created": 1, "data": [{"url": "http://x/1.png"}]}, delay=10))
         with pytest.raises(AllAttemptsFailed) as caught:
             harness.layer.image("quick", {"prompt": "a fox"})
@@ -214,10 +230,10 @@ def _fails_for(model: str, failure: Reply) -> object:
     ],
 )
 def test_a_gate_falls_back_to_its_next_model_and_records_both_attempts(
-    failure: Reply, kind: str
+    failure: Reply, kind: str, transport: str
 ) -> None:
     gates = {"g": {"model": "dall-e-3", "fallback_models": ["gpt-image-1.5"], "timeout": 3}}
-    with serving(gates) as harness:
+    with serving(gates, http_client=transport) as harness:
         harness.reply(_fails_for("dall-e-3", failure))  # type: ignore[arg-type]
         response = harness.layer.image("g", {"prompt": "a fox"})
         models = [body["model"] for body in harness.bodies()]
@@ -229,9 +245,9 @@ def test_a_gate_falls_back_to_its_next_model_and_records_both_attempts(
     assert len(response.images) == 1
 
 
-def test_a_content_refusal_is_not_rerouted() -> None:
+def test_a_content_refusal_is_not_rerouted(transport: str) -> None:
     gates = {"g": {"model": "dall-e-3", "fallback_models": ["gpt-image-1.5"]}}
-    with serving(gates) as harness:
+    with serving(gates, http_client=transport) as harness:
         harness.reply(api_error(400, REFUSAL, "content_policy_violation"))
         with pytest.raises(AllAttemptsFailed) as caught:
             harness.layer.image("g", {"prompt": "a fox"})
@@ -240,8 +256,8 @@ def test_a_content_refusal_is_not_rerouted() -> None:
     assert caught.value.attempts[0].message == REFUSAL
 
 
-def test_the_key_never_appears_in_errors_even_when_the_server_echoes_it() -> None:
-    with serving() as harness:
+def test_the_key_never_appears_in_errors_even_when_the_server_echoes_it(transport: str) -> None:
+    with serving(http_client=transport) as harness:
         harness.reply(api_error(401, f"Incorrect API key provided: {KEY}", "invalid_api_key"))
         with pytest.raises(AllAttemptsFailed) as caught:
             harness.layer.image("gpt-image-1", {"prompt": "a fox"})
@@ -250,9 +266,11 @@ def test_the_key_never_appears_in_errors_even_when_the_server_echoes_it() -> Non
     assert KEY not in repr(harness.layer.providers["openai"])
 
 
-def test_an_exhausted_quota_is_a_billing_error_that_is_not_retried_as_a_rate_limit() -> None:
+def test_an_exhausted_quota_is_a_billing_error_that_is_not_retried_as_a_rate_limit(
+    transport: str,
+) -> None:
     gates = {"g": {"model": "gpt-image-1", "retries": 2, "timeout": 5}}
-    with serving(gates) as harness:
+    with serving(gates, http_client=transport) as harness:
         harness.reply(api_error(429, QUOTA, "insufficient_quota", kind="insufficient_quota"))
         with pytest.raises(AllAttemptsFailed) as caught:
             harness.layer.image("g", {"prompt": "a fox"})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from email.message import Message
 from typing import Any
 
 import pytest
+from layer_openai.provider import OpenAISettings
 from layer_openai.testing import (
     KEY,
     PNG_B64,
@@ -83,6 +85,25 @@ def test_requests_carry_the_key_and_the_sdk_does_not_retry(harness: OpenAIHarnes
     assert request.path == "/v1/images/generations"
     assert request.headers["authorization"] == f"Bearer {KEY}"
     assert request.headers["x-stainless-retry-count"] == "0"
+
+
+@pytest.mark.parametrize(("setting", "transport"), [("aiohttp", "AioHttp"), ("httpx", "Httpx")])
+def test_the_sdk_client_uses_the_configured_transport(setting: str, transport: str) -> None:
+    async def http_client_class() -> str:
+        client = provider._client()  # the one place the provider makes its SDK client
+        try:
+            return type(client._client).__name__
+        finally:
+            await client.close()
+
+    with serving(http_client=setting) as harness:
+        provider = harness.layer.providers["openai"]
+        assert transport in asyncio.run(http_client_class())
+        assert harness.layer.image("dall-e-2", {"prompt": PROMPT}).images
+
+
+def test_the_default_transport_is_aiohttp() -> None:
+    assert OpenAISettings().http_client == "aiohttp"
 
 
 def test_response_format_is_sent_to_dall_e_models_only() -> None:
