@@ -224,6 +224,30 @@ def _import_litellm() -> Any:
     return litellm
 
 
+def _no_retry_client(base_url: str) -> Any:
+    """An SDK client that never retries, handed to LiteLLM with `client=`.
+
+    LiteLLM (1.83) drops a `max_retries` argument on the way to an OpenAI image call and sets
+    `max_retries = 2` on the SDK client it uses, even on one passed with `client=`. Left alone,
+    every fallback request would retry the 500ing primary twice with the SDK's back-off (about
+    1.3 s a request): that would measure sleeps, not LiteLLM. So the client it gets keeps
+    `max_retries` at 0 whatever it is told; LiteLLM's own code path is untouched. (Passing a
+    client also skips LiteLLM's client-cache lookup: if anything, a small advantage to it.)
+    """
+    import openai
+
+    class NoRetryAsyncOpenAI(openai.AsyncOpenAI):
+        @property  # type: ignore[override]
+        def max_retries(self) -> int:
+            return 0
+
+        @max_retries.setter
+        def max_retries(self, value: int) -> None:
+            pass
+
+    return NoRetryAsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=0)
+
+
 class LiteLLM(Contender):
     """`litellm.aimage_generation` with the OpenAI provider prefix."""
 
@@ -232,6 +256,7 @@ class LiteLLM(Contender):
     def __init__(self, base_url: str) -> None:
         self.litellm = _import_litellm()
         self.base_url = base_url
+        self.client = _no_retry_client(base_url)
 
     async def _images(self, model: str, n: int) -> int:
         response = await self.litellm.aimage_generation(
@@ -242,6 +267,7 @@ class LiteLLM(Contender):
             api_base=self.base_url,
             api_key=API_KEY,
             max_retries=0,
+            client=self.client,
         )
         return len(response.data or ())
 
@@ -256,6 +282,9 @@ class LiteLLM(Contender):
             return await self._images(BROKEN_MODEL, 1)
         except self.litellm.InternalServerError:
             return await self._images(MODEL, 1)
+
+    async def aclose(self) -> None:
+        await self.client.close()
 
 
 class LiteLLMRouter(Contender):
@@ -295,9 +324,12 @@ class LiteLLMRouter(Contender):
             # so the fallback workload would stop calling the 500ing primary at all.
             disable_cooldowns=True,
         )
+        self.client = _no_retry_client(base_url)  # every deployment has the same URL and key
 
     async def _images(self, group: str, n: int) -> int:
-        response = await self.router.aimage_generation(model=group, prompt=PROMPT, n=n, size=SIZE)
+        response = await self.router.aimage_generation(
+            model=group, prompt=PROMPT, n=n, size=SIZE, client=self.client
+        )
         return len(response.data or ())
 
     async def single(self, n: int = 1) -> int:
@@ -308,6 +340,9 @@ class LiteLLMRouter(Contender):
 
     async def fallback(self) -> int:
         return await self._images("bench-fallback", 1)
+
+    async def aclose(self) -> None:
+        await self.client.close()
 
 
 FACTORIES: dict[str, Callable[[str], Contender]] = {
