@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from clients import CONTENDERS  # noqa: E402
+from fake_openai import cpu_seconds  # noqa: E402
 from worker import WORKLOADS  # noqa: E402
 
 LABELS = {
@@ -65,6 +66,10 @@ class FakeServer:
         self.port = int(line)
         self.url = f"http://127.0.0.1:{self.port}/v1"
 
+    def cpu(self) -> float | None:
+        """CPU seconds the fake has used so far (None without /proc)."""
+        return cpu_seconds(self.process.pid)
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -97,6 +102,16 @@ def run_child(args: Sequence[str], timeout: float) -> dict[str, Any]:
         return {"status": "failed", "reason": f"exit {out.returncode}: {tail}"[:300]}
 
 
+#: HTTP calls one request of a workload makes (count=4: four; fallback: primary + fallback).
+CALLS_PER_REQUEST = {"count4": 4, "fallback": 2}
+
+
+def fake_cost(cpu: float, workload: str, requests: int, warmup: int) -> float:
+    """µs of the fake's CPU per HTTP call over a worker's life (its warm-up included)."""
+    served = requests + max(warmup, WORKLOADS[workload].concurrency)
+    return round(cpu * 1e6 / (served * CALLS_PER_REQUEST.get(workload, 1)), 1)
+
+
 def run_worker(
     contender: str, workload: str, url: str, requests: int, warmup: int, budget: float | None
 ) -> dict[str, Any]:
@@ -124,6 +139,8 @@ def _num(value: float | None, digits: int) -> str:
         return "–"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.{min(digits, 1)}f}"
     return f"{value:.{digits}f}"
 
 
@@ -267,9 +284,32 @@ def report(
     for name in workloads:
         w = WORKLOADS[name]
         warmup = max(fake["warmup"], w.concurrency)
-        out.append(f"- **{name}**: {w.description} (after {warmup} untimed warm-up requests)")
+        what = w.description.format(requests=fake["requests"][name])
+        out.append(f"- **{name}**: {what} (after {warmup} untimed warm-up requests)")
     out.append("")
     out += results_table(results, workloads)
+    costs = [r for r in results if r.get("fake_cpu_us_per_call") and r.get("cpu_ms_per_request")]
+    check = fake.get("self_check")
+    out.append("")
+    if costs:
+        worst = max(r["fake_cpu_us_per_call"] for r in costs)
+        share = max(
+            r["fake_cpu_us_per_call"]
+            / (r["cpu_ms_per_request"] * 1000 / CALLS_PER_REQUEST.get(r["workload"], 1))
+            for r in costs
+        )
+        out.append(
+            f"The fake used at most {worst:.0f} µs of CPU per HTTP call in any run (warm-up "
+            f"included; /proc ticks are 10 ms), at most {share:.0%} of what the client spent "
+            "per call in the same run: the clients, never the fake, set the pace."
+        )
+    if check and check["one_in_flight"].get("requests_per_server_cpu_second"):
+        out.append(
+            f"Its capacity in this run (`fake_openai.py --self-check`): "
+            f"{check['pipelined']['requests_per_second']:,} req/s to pipelined raw-socket "
+            f"clients; {check['one_in_flight']['requests_per_server_cpu_second']:,} req per "
+            "second of its own CPU to clients with one request in flight per connection."
+        )
     if "count4" in workloads:
         out += ["", "count=4: " + "; ".join(f"{k}: {v}" for k, v in COUNT4_NOTE.items()) + "."]
     out += ["", "## Targets (issue 9)", ""]
@@ -343,25 +383,33 @@ def main(argv: list[str] | None = None) -> int:
     if "httpx" not in contenders:
         print("bench: without httpx there is no baseline; ratios are left out", file=sys.stderr)
 
+    counts = {name: max(1, round(WORKLOADS[name].requests * scale)) for name in workloads}
     meta: dict[str, Any] = {
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "load": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "warmup": args.warmup,
+        "requests": counts,
     }
     server = FakeServer()
     meta["port"] = server.port
     results: list[dict[str, Any]] = []
     try:
         for workload in workloads:
-            requests = max(1, round(WORKLOADS[workload].requests * scale))
+            requests = counts[workload]
             for contender in contenders:
                 started = time.perf_counter()
                 print(
                     f"bench: {workload} × {contender} ({requests:,} requests)...", file=sys.stderr
                 )
+                cpu_before = server.cpu()
                 row = run_worker(
                     contender, workload, server.url, requests, args.warmup, args.budget
                 )
+                cpu_after = server.cpu()
+                if cpu_before is not None and cpu_after is not None and row.get("requests"):
+                    row["fake_cpu_us_per_call"] = fake_cost(
+                        cpu_after - cpu_before, workload, row["requests"], args.warmup
+                    )
                 results.append(row)
                 print(
                     f"bench:   {row['status']}, {time.perf_counter() - started:.1f} s",
@@ -371,6 +419,14 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     cold = plans = None
     if not args.no_micro:
+        print("bench: the fake's own capacity...", file=sys.stderr)
+        fake_py = str(HERE / "fake_openai.py")
+        pipelined = run_child([fake_py, "--self-check", "--seconds=2"], timeout=120)
+        one = run_child(
+            [fake_py, "--self-check", "--seconds=2", "--depth=1", "--connections=16"], timeout=120
+        )
+        if "requests_per_second" in pipelined and "requests_per_second" in one:
+            meta["self_check"] = {"pipelined": pipelined, "one_in_flight": one}
         print(f"bench: Layer() cold start × {cold_runs}...", file=sys.stderr)
         cold = run_child([str(HERE / "micro.py"), "cold", f"--runs={cold_runs}"], timeout=600)
         if "process_median_s" not in cold:

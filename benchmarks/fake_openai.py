@@ -259,7 +259,7 @@ def _load_process(port: int, connections: int, depth: int, seconds: float, resul
     results.put(asyncio.run(_load(port, connections, depth, seconds)))
 
 
-def _cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> float | None:
     """utime + stime of a process, from /proc (None where there is no /proc)."""
     try:
         with open(f"/proc/{pid}/stat") as handle:
@@ -286,7 +286,7 @@ def self_check(
     try:
         port = ports.get(timeout=10)
         assert server.pid is not None
-        cpu_before = _cpu_seconds(server.pid)
+        cpu_before = cpu_seconds(server.pid)
         results = context.Queue()
         loaders = [
             context.Process(target=_load_process, args=(port, connections, depth, seconds, results))
@@ -297,7 +297,7 @@ def self_check(
         total = sum(results.get(timeout=seconds + 30) for _ in loaders)
         for loader in loaders:
             loader.join()
-        cpu_after = _cpu_seconds(server.pid)
+        cpu_after = cpu_seconds(server.pid)
     finally:
         server.terminate()
         server.join()

@@ -35,13 +35,18 @@ class Workload:
     images: int
     """images each request must return"""
     description: str
+    """what one run does, with `{requests}` for the number of requests"""
 
 
 WORKLOADS: dict[str, Workload] = {
-    "sequential": Workload(1000, 1, 1, "1,000 sequential requests, n=1"),
-    "concurrent": Workload(5000, 100, 1, "5,000 requests, 100 in flight, n=1"),
-    "count4": Workload(1000, 1, 4, "1,000 sequential count=4 on dall-e-3 (one image per call)"),
-    "fallback": Workload(1000, 1, 1, "1,000 sequential requests, primary answers 500"),
+    "sequential": Workload(1000, 1, 1, "{requests:,} sequential requests, n=1 on dall-e-2"),
+    "concurrent": Workload(5000, 100, 1, "{requests:,} requests, 100 in flight, n=1 on dall-e-2"),
+    "count4": Workload(
+        1000, 1, 4, "{requests:,} sequential requests for count=4 on dall-e-3 (one image per call)"
+    ),
+    "fallback": Workload(
+        1000, 1, 1, "{requests:,} sequential requests, the primary answers 500, dall-e-2 serves"
+    ),
 }
 KEYS = (
     "status",
