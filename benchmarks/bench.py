@@ -1,6 +1,6 @@
 """layer side by side with raw httpx, the openai SDK and LiteLLM, against a local fake OpenAI.
 
-    python3 run.py bench                      # everything (about 10 minutes on 2 cores)
+    python3 run.py bench                      # everything, the full request counts
     python3 run.py bench --quick              # a smoke run: a tenth of the requests
     python3 run.py bench --only httpx,layer --workloads sequential --cold-runs 5
 
