@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -110,6 +111,33 @@ def fake_cost(cpu: float, workload: str, requests: int, warmup: int) -> float:
     """µs of the fake's CPU per HTTP call over a worker's life (its warm-up included)."""
     served = requests + max(warmup, WORKLOADS[workload].concurrency)
     return round(cpu * 1e6 / (served * CALLS_PER_REQUEST.get(workload, 1)), 1)
+
+
+#: Figures merged across rounds by their median; peak RSS by its maximum.
+MEDIAN_OF = ("median_ms", "p99_ms", "throughput_rps", "cpu_ms_per_request", "wall_s")
+
+
+def merge(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from a cell's rounds: the median of each figure (one round: that round)."""
+    if len(rows) == 1:
+        return rows[0]
+    measured = [r for r in rows if r.get("status") in ("ok", "errors")]
+    if len(measured) < len(rows):  # not installed, or failed: say so, as any round did
+        return next(r for r in rows if r not in measured)
+    merged = dict(measured[0])
+    for key in MEDIAN_OF:
+        merged[key] = statistics.median(r[key] for r in measured)
+    merged["peak_rss_mib"] = max(r["peak_rss_mib"] for r in measured)
+    merged["requests"] = sum(r["requests"] for r in measured)
+    merged["requests_per_round"] = max(r["requests"] for r in measured)
+    merged["errors"] = sum(r["errors"] for r in measured)
+    merged["first_error"] = next((r["first_error"] for r in measured if r["first_error"]), None)
+    merged["status"] = "ok" if merged["errors"] == 0 else "errors"
+    merged["budget_hit"] = any(r.get("budget_hit") for r in measured)
+    costs = [r["fake_cpu_us_per_call"] for r in measured if r.get("fake_cpu_us_per_call")]
+    merged["fake_cpu_us_per_call"] = max(costs) if costs else None
+    merged["rounds"] = measured
+    return merged
 
 
 def run_worker(
@@ -257,7 +285,8 @@ def targets(
     )
     add(
         "peak RSS after 1,000 requests < 90 MiB (layer, sequential)",
-        f"{layer_seq['peak_rss_mib']:.1f} MiB after {layer_seq['requests']:,}"
+        f"{layer_seq['peak_rss_mib']:.1f} MiB after "
+        f"{layer_seq.get('requests_per_round', layer_seq['requests']):,}"
         if layer_seq
         else "not measured",
         layer_seq["peak_rss_mib"] < 90 if layer_seq else None,
@@ -272,12 +301,18 @@ def report(
     plans: dict[str, Any] | None,
     fake: dict[str, Any],
 ) -> str:
+    cells = (
+        f"each cell is the median of {fake['rounds']} rounds, one fresh process each, the "
+        "contenders interleaved (requests: the total; peak RSS: the highest)"
+        if fake["rounds"] > 1
+        else "each cell is one fresh process"
+    )
     out = [
         f"# layer benchmark, {fake['started']}",
         "",
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, load average {fake['load']} at the start; "
-        f"fake OpenAI on 127.0.0.1:{fake['port']}; each cell is one fresh process; "
+        f"fake OpenAI on 127.0.0.1:{fake['port']}; {cells}; "
         "(×) is the ratio to (a) raw httpx in the same workload.",
         "",
     ]
@@ -365,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
         "--workloads", help=f"comma-separated workloads (default all: {','.join(WORKLOADS)})"
     )
     parser.add_argument("--budget", type=float, help="seconds per worker before it stops early")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every cell N times, interleaved; report the median of each figure",
+    )
     parser.add_argument("--no-micro", action="store_true", help="skip cold start and plan()")
     parser.add_argument(
         "--out", type=Path, default=HERE / "results" / "bench.md", help="report file (markdown)"
@@ -389,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         "load": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "warmup": args.warmup,
         "requests": counts,
+        "rounds": args.rounds,
     }
     server = FakeServer()
     meta["port"] = server.port
@@ -396,25 +438,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for workload in workloads:
             requests = counts[workload]
-            for contender in contenders:
-                started = time.perf_counter()
-                print(
-                    f"bench: {workload} × {contender} ({requests:,} requests)...", file=sys.stderr
-                )
-                cpu_before = server.cpu()
-                row = run_worker(
-                    contender, workload, server.url, requests, args.warmup, args.budget
-                )
-                cpu_after = server.cpu()
-                if cpu_before is not None and cpu_after is not None and row.get("requests"):
-                    row["fake_cpu_us_per_call"] = fake_cost(
-                        cpu_after - cpu_before, workload, row["requests"], args.warmup
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
+            for number in range(1, args.rounds + 1):
+                for contender in contenders:  # interleaved, so load drift hits everyone alike
+                    started = time.perf_counter()
+                    print(
+                        f"bench: {workload} × {contender} ({requests:,} requests"
+                        f"{f', round {number}' if args.rounds > 1 else ''})...",
+                        file=sys.stderr,
                     )
-                results.append(row)
-                print(
-                    f"bench:   {row['status']}, {time.perf_counter() - started:.1f} s",
-                    file=sys.stderr,
-                )
+                    cpu_before = server.cpu()
+                    row = run_worker(
+                        contender, workload, server.url, requests, args.warmup, args.budget
+                    )
+                    cpu_after = server.cpu()
+                    if cpu_before is not None and cpu_after is not None and row.get("requests"):
+                        row["fake_cpu_us_per_call"] = fake_cost(
+                            cpu_after - cpu_before, workload, row["requests"], args.warmup
+                        )
+                    rounds[contender].append(row)
+                    print(
+                        f"bench:   {row['status']}, {time.perf_counter() - started:.1f} s",
+                        file=sys.stderr,
+                    )
+            results += [merge(rows) for rows in rounds.values()]
     finally:
         server.stop()
     cold = plans = None
