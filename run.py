@@ -4,6 +4,7 @@
     python3 run.py layer image "A cozy coffee shop interior"    # the main job, offline
     python3 run.py test                                           # every test
     python3 run.py check                                          # lint, format, types
+    python3 run.py bench [--quick]                                # side-by-side benchmark
     python3 run.py <any command>                                  # e.g. python, pytest, layer
 
 Needs only python3 and pip: it installs uv into ./.bootstrap, and uv builds ./.venv from
@@ -20,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 BOOTSTRAP = ROOT / ".bootstrap"
+#: The benchmark's own uv project and environment (LiteLLM's pins stay out of ./.venv).
+BENCH = ROOT / "benchmarks"
 UV_VERSION = "0.13.9"
 
 #: The test command: every package's tests, on both cores.
@@ -78,10 +81,29 @@ def run(command: list[str], env: dict[str, str], *, here: bool = False) -> int:
     ).returncode
 
 
+def bench(argv: list[str]) -> int:
+    """Sync benchmarks/.venv from benchmarks/uv.lock (with the `bench` extra), run bench.py."""
+    env = environment()
+    env["UV_PROJECT_ENVIRONMENT"] = str(BENCH / ".venv")
+    subprocess.run(
+        [uv(), "sync", "--project", BENCH, "--extra", "bench", "--locked", "--quiet"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    return subprocess.run(
+        [uv(), "run", "--project", BENCH, "--no-sync", "python", BENCH / "bench.py", *argv],
+        cwd=ROOT,
+        env=env,
+    ).returncode
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2
+    if argv[0] == "bench":
+        return bench(argv[1:])
     env = environment()
     sync(env)
     if argv[0] == "test":
