@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("pydantic", "pluggy", "httpx", "click", "rich", "PIL", "pytest", "_pytest", "hypothesis")
 SDKS = ("openai", "replicate", "stability_sdk", "grpc", "PIL", "httpx", "rich", "click")
@@ -35,3 +36,19 @@ def test_the_test_helpers_need_no_test_framework_until_asked() -> None:
 def test_building_a_layer_with_its_default_ledger_opens_no_database() -> None:
     modules = imported_after("from layer_core import Layer; Layer({})")
     assert not {m for m in modules if m.split(".")[0] in ("sqlalchemy", "psycopg", "sqlite3")}
+
+
+def test_a_sqlite_ledger_loads_no_postgresql_code(tmp_path: Path) -> None:
+    """The PostgreSQL dialect is a few MiB of modules a SQLite ledger never needs."""
+    code = (
+        "from datetime import UTC, datetime; from decimal import Decimal;"
+        "from layer_core.ledger import Ledger, LedgerRecord;"
+        f"ledger = Ledger('sqlite:///{tmp_path / 'ledger.sqlite'}');"
+        "ledger.record(LedgerRecord(id='r', created=datetime.now(UTC), gate_id='g',"
+        " model_requested='m', model_used='m', provider='p', requested=1, delivered=1,"
+        " cost=Decimal('0.04'), latency=1.0, status='ok', metadata={'team': 'a'}));"
+        "assert ledger.costs(by='meta.team').requests == 1; ledger.close()"
+    )
+    modules = imported_after(code)
+    assert "sqlalchemy.dialects.sqlite" in modules
+    assert not {m for m in modules if m.startswith(("sqlalchemy.dialects.postgresql", "psycopg"))}

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import sys
 import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -27,6 +29,7 @@ from layer_core import (
     ProviderUnavailable,
     hookimpl,
 )
+from layer_core.ledger import Ledger
 from layer_core.testing import OK, ScriptedProvider, make_spec
 from tests.helpers import layer_with, two_model_provider
 from tests.ledger_backends import run_worker
@@ -266,6 +269,51 @@ def test_records_queued_at_exit_are_written_without_close(ledger_url: str, tmp_p
     assert [(r.group["gate"], r.requests, r.cost) for r in report.rows] == [
         ("free", 3, sum((Decimal(c) for c in costs), Decimal(0)))
     ]
+
+
+def _open_files(path: Path) -> int:
+    """How many of this process's file descriptors are open on `path` or its -wal/-shm files."""
+    names = {str(path), f"{path}-wal", f"{path}-shm"}
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            count += os.readlink(fd) in names
+        except OSError:
+            continue
+    return count
+
+
+def test_writing_many_batches_holds_one_connection_one_thread_and_a_bounded_wal(
+    ledger_url: str, tmp_path: Path
+) -> None:
+    """The ledger's resources do not grow with the records written: one pooled connection,
+    one writer thread, and (SQLite) a WAL that checkpoints instead of growing without end.
+    600 small batches leave a 15-25 MB WAL without checkpoints; with them it stays near 4 MB.
+    """
+    ledger = Ledger(ledger_url)
+    store = ledger.store()
+    sqlite_file = tmp_path / "ledger.sqlite" if ledger_url.startswith("sqlite") else None
+    before = set(threading.enumerate())
+    writers: set[threading.Thread] = set()
+    try:
+        for batch in range(600):
+            for i in range(5):
+                day = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=batch)
+                ledger.record(old_record(f"r{batch}-{i}", day, "0.01"))
+            assert ledger.flush()
+            writers |= {t for t in threading.enumerate() if t not in before}
+            if batch % 100 == 0 and sys.platform == "linux" and sqlite_file is not None:
+                assert _open_files(sqlite_file) <= 3  # the database, its WAL and its shm
+        assert ledger.store() is store  # one engine for the ledger's life, not one per batch
+        pool: Any = store.engine.pool
+        assert (pool.checkedin(), pool.checkedout()) == (1, 0)
+        assert writers == {ledger._writer._thread}  # one writer thread, started once
+        if sqlite_file is not None:
+            # SQLite checkpoints at 1,000 pages (~4 MiB); twice that is slack
+            assert Path(f"{sqlite_file}-wal").stat().st_size <= 8 * 2**20
+        assert ledger.costs().requests == 3000
+    finally:
+        ledger.close()
 
 
 def test_a_ledger_from_a_newer_layer_is_refused_with_the_fix(ledger_url: str) -> None:
