@@ -14,8 +14,12 @@ there, before anything is timed) and offers:
 Each returns the number of images it got. The contenders:
 
 - `httpx`: a raw `httpx.AsyncClient` POST and `json.loads`, the floor;
-- `sdk`: `openai.AsyncOpenAI(max_retries=0).images.generate`, what layer's provider calls;
+- `sdk`: `openai.AsyncOpenAI(max_retries=0).images.generate` on the SDK's default transport;
+- `sdk-aiohttp`: the same on the SDK's aiohttp transport, exactly what layer's provider calls
+  (layer's overhead is measured against this one);
 - `layer`: `Layer.aimage` through a gate of the openai plugin (ledger off, retries 0);
+- `ledger`: the same with a SQLite cost ledger, as `Layer()` runs by default (one row per
+  request, written by the ledger's background thread);
 - `litellm`: `litellm.aimage_generation` (the `bench` extra);
 - `router`: a `litellm.Router` whose model groups each have a fallback group (`num_retries=0`,
   cooldowns off so every fallback request really tries the 500ing primary first).
@@ -34,7 +38,7 @@ API_KEY = "sk-bench"
 MODEL = "dall-e-2"
 ONE_PER_CALL_MODEL = "dall-e-3"
 BROKEN_MODEL = "broken-model"  # the fake answers 500 to this model
-CONTENDERS = ("httpx", "sdk", "layer", "litellm", "router")
+CONTENDERS = ("httpx", "sdk", "sdk-aiohttp", "layer", "ledger", "litellm", "router")
 
 
 class NotInstalled(Exception):
@@ -113,7 +117,7 @@ class RawHttpx(Contender):
 
 
 class OpenAISDK(Contender):
-    """The openai SDK directly, configured as layer's provider configures it."""
+    """The openai SDK directly, with its own default transport (httpx2), retries off."""
 
     name = "sdk"
 
@@ -121,7 +125,21 @@ class OpenAISDK(Contender):
         import openai
 
         self.openai = openai
-        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=0)
+        self.client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=API_KEY, max_retries=0, http_client=self._http_client()
+        )
+
+    def _http_client(self) -> Any:
+        return None  # the SDK's default
+
+
+class OpenAISDKAiohttp(OpenAISDK):
+    """The openai SDK exactly as layer's provider configures it: aiohttp transport, no retries."""
+
+    name = "sdk-aiohttp"
+
+    def _http_client(self) -> Any:
+        return self.openai.DefaultAioHttpClient()
 
     async def _images(self, model: str, n: int) -> int:
         response = await self.client.images.generate(model=model, prompt=PROMPT, n=n, size=SIZE)
@@ -143,10 +161,10 @@ class OpenAISDK(Contender):
         await self.client.close()
 
 
-def layer_config(base_url: str) -> dict[str, Any]:
+def layer_config(base_url: str, ledger: str | bool = False) -> dict[str, Any]:
     """layer's config for the benchmark: the openai plugin on the fake, three gates."""
     return {
-        "ledger": False,
+        "ledger": ledger,
         "plugins": {
             "load": ["openai"],
             "openai": {
@@ -186,10 +204,10 @@ class LayerContender(Contender):
 
     name = "layer"
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, ledger: str | bool = False) -> None:
         from layer_core import Layer
 
-        self.layer = Layer(layer_config(base_url))
+        self.layer = Layer(layer_config(base_url, ledger))
         if "openai" not in self.layer.providers:
             raise RuntimeError(f"the openai plugin did not load: {self.layer.plugins()}")
 
@@ -209,6 +227,22 @@ class LayerContender(Contender):
     async def aclose(self) -> None:
         await self.layer.aclose()
         self.layer.close()
+
+
+class LayerWithLedger(LayerContender):
+    """layer with a SQLite ledger in a fresh temporary folder (removed at `aclose`)."""
+
+    name = "ledger"
+
+    def __init__(self, base_url: str) -> None:
+        import tempfile
+
+        self.folder = tempfile.TemporaryDirectory(prefix="layer-bench-")
+        super().__init__(base_url, ledger=f"sqlite:///{self.folder.name}/ledger.db")
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        self.folder.cleanup()
 
 
 def _import_litellm() -> Any:
@@ -348,7 +382,9 @@ class LiteLLMRouter(Contender):
 FACTORIES: dict[str, Callable[[str], Contender]] = {
     "httpx": RawHttpx,
     "sdk": OpenAISDK,
+    "sdk-aiohttp": OpenAISDKAiohttp,
     "layer": LayerContender,
+    "ledger": LayerWithLedger,
     "litellm": LiteLLM,
     "router": LiteLLMRouter,
 }
