@@ -8,7 +8,7 @@ read the same table and never disagree (and a cost is never silently zero or mis
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
@@ -111,11 +111,14 @@ class ModelSpec(BaseModel):
 class Catalog(Mapping[str, ModelSpec]):
     """Models by id, with aliases (e.g. `flux-schnell` for `black-forest-labs/flux-schnell`)."""
 
-    __slots__ = ("_by_id", "_names")
+    __slots__ = ("_by_id", "_names", "derived")
 
     def __init__(self, specs: Iterable[ModelSpec] = ()) -> None:
         self._by_id: dict[str, ModelSpec] = {}
         self._names: dict[str, str] = {}
+        self.derived: dict[Hashable, Any] = {}
+        """Values worked out from the models, kept for reuse (the routing policy's fitted pools);
+        emptied when a model is added."""
         for spec in specs:
             self.add(spec)
 
@@ -124,6 +127,7 @@ class Catalog(Mapping[str, ModelSpec]):
         if spec.id in self._names:
             owner = self._by_id[self._names[spec.id]].provider
             raise ValueError(f"model id {spec.id!r} is already declared by provider {owner!r}")
+        self.derived.clear()
         self._by_id[spec.id] = spec
         self._names[spec.id] = spec.id
         for alias in spec.aliases:

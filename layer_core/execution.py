@@ -79,9 +79,14 @@ class Executor:
                 break
             per_call = candidate.model.max_images_per_call
             groups = [missing[i : i + per_call] for i in range(0, len(missing), per_call)]
-            results = await asyncio.gather(
-                *(self._call(candidate, group, outcome.attempts) for group in groups)
-            )
+            if len(groups) == 1:
+                # Most requests are one call: awaited directly, it needs no task and no turn of
+                # the event loop, which gather would spend on it.
+                results = [await self._call(candidate, groups[0], outcome.attempts)]
+            else:
+                results = await asyncio.gather(
+                    *(self._call(candidate, group, outcome.attempts) for group in groups)
+                )
             stop: ProviderError | None = None
             delivered_here = 0
             for group, (images, error) in zip(groups, results, strict=True):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
@@ -104,6 +104,7 @@ class Layer:
         if DEFAULT_GATE not in self._gates:
             self._gates[DEFAULT_GATE] = self._builtin_default_gate()
         self._rotation: dict[str, int] = {}
+        self._states: dict[str, ProviderState] = {}
         self._runner: _LoopThread | None = None
         self._ledger = self._open_ledger(environ)
 
@@ -206,7 +207,14 @@ class Layer:
         rotation = self._rotation.get(gate.id, 0)
         if advance and gate.routing_strategy == "round-robin":
             self._rotation[gate.id] = rotation + 1
-        return ProviderState(unavailable=self._unavailable, today=now.date(), rotation=rotation)
+        today = now.date()
+        # The state only changes with the date and the gate's rotation (the budget left is read
+        # per request by `_reserve`), so one is kept per gate rather than built per request.
+        state = self._states.get(gate.id)
+        if state is None or state.today != today or state.rotation != rotation:
+            state = ProviderState(unavailable=self._unavailable, today=today, rotation=rotation)
+            self._states[gate.id] = state
+        return state
 
     def explain(
         self,
@@ -288,7 +296,7 @@ class Layer:
             raise
         first = outcome.images[0]
         response = ImageResponse(
-            id=f"img_{uuid.uuid4().hex}",
+            id=_new_id(),
             model=first.model,
             images=outcome.images,
             cost_exact=outcome.cost,
@@ -430,7 +438,7 @@ class Layer:
             images, attempts = exc.images, exc.attempts
         status: Status = "rejected-by-budget" if isinstance(exc, BudgetExceeded) else "failed"
         return self._record(
-            f"img_{uuid.uuid4().hex}",
+            _new_id(),
             request,
             first_plan,
             now,
@@ -554,6 +562,12 @@ class Layer:
             f"<Layer config={self.config.source!r} providers={sorted(self._host.providers)} "
             f"gates={sorted(self._gates)}>"
         )
+
+
+def _new_id() -> str:
+    """A response or record id: `img_` and 32 random hex digits (opaque, as uuid4().hex was, and
+    without building a UUID object on every request)."""
+    return f"img_{os.urandom(16).hex()}"
 
 
 def _build_catalog(specs: list[ModelSpec], host: PluginHost) -> Catalog:

@@ -15,9 +15,10 @@ author decides, warned by `layer check` and on every response.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
+from typing import NamedTuple
 
 from layer_core.catalog import Catalog, ModelSpec
 from layer_core.gates import Gate
@@ -41,9 +42,12 @@ class ProviderState:
     """USD left in the gate's budget period, when it has a `block` budget."""
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A model that can serve the request, fitted to it."""
+class Candidate(NamedTuple):
+    """A model that can serve the request, fitted to it.
+
+    A NamedTuple rather than a frozen dataclass: `plan()` builds one per eligible model on every
+    request, and a frozen dataclass pays an `object.__setattr__` per field to build.
+    """
 
     model: ModelSpec
     quality: Quality | None
@@ -57,8 +61,12 @@ class Candidate:
         return self.model.id
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
+#: `Candidate(...)` runs NamedTuple's generated `__new__`, a Python function; `plan()` makes a
+#: candidate per eligible model on every request, and building the tuple directly is cheaper.
+_make_candidate = tuple.__new__
+
+
+class Rejection(NamedTuple):
     """A model of the pool that will not be tried, and why (the reason starts with its id)."""
 
     model: str
@@ -101,44 +109,30 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
     count = data.count
     seed = data.seed
     prompt_chars = len(data.prompt)
+    pinned = request.model
+    pool = _fitted_pool(catalog, gate, pinned, size, quality, style)
 
-    pool = gate.pool
-    pinned: str | None = None
-    if request.model is not None:
-        pinned = request.model
-        pool = (pinned,) if gate.routing_strategy == "single" else (pinned, *pool)
-    elif gate.routing_strategy == "single":
-        pool = pool[:1]
-
-    seen: set[str] = set()
-    eligible: list[Candidate] = []
     rejected: list[Rejection] = []
-    max_cost = gate.max_cost_per_image
+    head: list[Candidate] = []
+    # eligible real models by their place in the strategy's order (None: not eligible)
+    placed: list[Candidate | None] = [None] * len(pool.fits)
+    stand_ins: list[Candidate] = []
     budget_left = state.budget_left
     unavailable = state.unavailable
     today = state.today
 
-    for name in pool:
-        spec = catalog.resolve(name)
-        if spec is None:
-            if name not in seen:
-                seen.add(name)
-                rejected.append(
-                    Rejection(name, f"{name}: not in the catalogue (is its plugin installed?)")
-                )
+    for fit in pool.fits:
+        if isinstance(fit, Rejection):  # not in the catalogue
+            rejected.append(fit)
             continue
-        if spec.id in seen:
-            continue
-        seen.add(spec.id)
+        spec = fit.spec
         mid = spec.id
-        why = unavailable.get(spec.provider)
+        why = unavailable.get(spec.provider) if unavailable else None
         if why is not None:
             rejected.append(Rejection(mid, f"{mid}: {why}"))
             continue
-        if size not in spec.sizes:
-            rejected.append(
-                Rejection(mid, f"{mid}: size {size} not supported ({', '.join(spec.sizes)})")
-            )
+        if fit.no_size is not None:
+            rejected.append(fit.no_size)
             continue
         if seed is not None and not spec.supports_seed:
             rejected.append(
@@ -153,19 +147,11 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
                 )
             )
             continue
-        served_quality = spec.served_quality(quality)
-        price = spec.price(served_quality, size)
-        if price is None:  # ModelSpec validation makes this unreachable; never route unpriced
-            rejected.append(Rejection(mid, f"{mid}: no price for {served_quality}/{size}"))
+        if fit.over_price is not None:  # unpriced, or over max_cost_per_image
+            rejected.append(fit.over_price)
             continue
-        if max_cost is not None and price > max_cost:
-            rejected.append(
-                Rejection(
-                    mid, f"{mid}: {money(price)}/image over max_cost_per_image {money(max_cost)}"
-                )
-            )
-            continue
-        estimated = price * count
+        price = fit.price
+        estimated = price if count == 1 else price * count
         if budget_left is not None and estimated > budget_left:
             rejected.append(
                 Rejection(
@@ -175,32 +161,30 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
                 )
             )
             continue
-        warnings: list[str] = []
-        if quality is not None and served_quality != quality:
-            warnings.append(
-                f"{mid}: quality {quality!r} not supported; served at {served_quality!r}"
-                if served_quality
-                else f"{mid}: has no quality setting; quality {quality!r} ignored"
-            )
-        served_style = style if style in spec.styles else None
-        if style is not None and served_style is None:
-            warnings.append(f"{mid}: has no style {style!r}; style ignored")
+        warnings = fit.warnings
         retires = spec.deprecated
         if retires is not None and (retires - today).days <= DEPRECATION_WARNING_DAYS:
-            warnings.append(
+            warnings += (
                 f"{mid}: retired on {retires.isoformat()}; the provider may refuse it"
                 if retires <= today
-                else f"{mid}: will be retired on {retires.isoformat()}"
+                else f"{mid}: will be retired on {retires.isoformat()}",
             )
-        eligible.append(
-            Candidate(spec, served_quality, served_style, price, estimated, tuple(warnings))
+        candidate = _make_candidate(
+            Candidate, (spec, fit.quality, fit.style, price, estimated, warnings)
         )
+        if spec is pool.pinned:
+            head.append(candidate)
+        elif spec.placeholder:
+            stand_ins.append(candidate)
+        else:
+            placed[fit.rank] = candidate
 
-    if gate.routing_strategy == "single" and request.model is None:
-        for name in gate.pool[1:]:
-            rejected.append(Rejection(name, f"{name}: not used (routing_strategy is single)"))
-
-    ordered = _order(eligible, gate, state, pinned, catalog)
+    real = [c for c in placed if c is not None]
+    if real and gate.routing_strategy == "round-robin":
+        turn = state.rotation % len(real)
+        real = real[turn:] + real[:turn]
+    if pool.unused:
+        rejected.extend(pool.unused)
     return Plan(
         gate_id=gate.id,
         prompt=data.prompt,
@@ -209,32 +193,170 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
         style=style,
         count=count,
         seed=seed,
-        candidates=tuple(ordered),
+        candidates=(*head, *real, *stand_ins),
         rejected=tuple(rejected),
     )
 
 
-def _order(
-    eligible: list[Candidate],
-    gate: Gate,
-    state: ProviderState,
-    pinned: str | None,
+# --- what can be decided once per pool and request shape -----------------------------------
+#
+# Which model a pool name resolves to, whether it has the size, the quality and style it would
+# serve, its price and whether that is over the gate's cap, and its place in the strategy's
+# order depend only on the catalogue, the gate and the request's (size, quality, style). They
+# are worked out on the first request of each shape and kept in the catalogue's `derived` dict
+# (which `Catalog.add` empties), so a request only checks what varies: outages, seed, prompt
+# length, count and budget, and the date.
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    """One model of the pool, fitted to a request shape."""
+
+    spec: ModelSpec
+    no_size: Rejection | None
+    """the size is not supported."""
+    quality: Quality | None
+    style: Style | None
+    price: Decimal
+    over_price: Rejection | None
+    """no price, or over the gate's `max_cost_per_image`."""
+    warnings: tuple[str, ...]
+    """the quality or style the model cannot serve as asked."""
+    rank: int = 0
+    """place in the routing strategy's order (cost, quality; else the pool's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _FittedPool:
+    fits: tuple[_Fit | Rejection, ...]
+    """each distinct model of the pool in pool order; a name not in the catalogue is rejected."""
+    pinned: ModelSpec | None
+    """the request's model override, routed first."""
+    unused: tuple[Rejection, ...]
+    """the rest of a `single` gate's pool."""
+
+
+_ZERO = Decimal(0)
+#: Request shapes kept per catalogue; past this (only from unusual callers of `plan` with many
+#: distinct model overrides) it starts afresh rather than growing without bound.
+_MAX_SHAPES = 4096
+
+
+def _fitted_pool(
     catalog: Catalog,
-) -> list[Candidate]:
-    """Order by strategy; a pinned (override) model goes first, placeholders go last."""
-    head: list[Candidate] = []
-    if pinned is not None:
-        pinned_spec = catalog.resolve(pinned)
-        head = [c for c in eligible if pinned_spec is not None and c.model is pinned_spec]
-        eligible = [c for c in eligible if c not in head]
-    real = [c for c in eligible if not c.model.placeholder]
-    stand_ins = [c for c in eligible if c.model.placeholder]
+    gate: Gate,
+    pinned: str | None,
+    size: Size,
+    quality: Quality | None,
+    style: Style | None,
+) -> _FittedPool:
+    key = (
+        "plan",
+        gate.model,
+        gate.fallback_models,
+        gate.routing_strategy,
+        gate.max_cost_per_image,
+        pinned,
+        size,
+        quality,
+        style,
+    )
+    derived = catalog.derived
+    found = derived.get(key)
+    if found is None:
+        found = _fit_pool(catalog, gate, pinned, size, quality, style)
+        if len(derived) >= _MAX_SHAPES:
+            derived.clear()
+        derived[key] = found
+    return found
+
+
+def _fit_pool(
+    catalog: Catalog,
+    gate: Gate,
+    pinned: str | None,
+    size: Size,
+    quality: Quality | None,
+    style: Style | None,
+) -> _FittedPool:
     strategy = gate.routing_strategy
-    if strategy == "cost":
-        real.sort(key=lambda c: c.price)  # stable: ties keep the order written
-    elif strategy == "quality":
-        real.sort(key=lambda c: -c.model.quality_score)
-    elif strategy == "round-robin" and real:
-        turn = state.rotation % len(real)
-        real = real[turn:] + real[:turn]
-    return head + real + stand_ins
+    pool = gate.pool
+    unused: tuple[Rejection, ...] = ()
+    if pinned is not None:
+        pool = (pinned,) if strategy == "single" else (pinned, *pool)
+    elif strategy == "single":
+        unused = tuple(
+            Rejection(name, f"{name}: not used (routing_strategy is single)") for name in pool[1:]
+        )
+        pool = pool[:1]
+    seen: set[str] = set()
+    fits: list[_Fit | Rejection] = []
+    for name in pool:
+        spec = catalog.resolve(name)
+        if spec is None:
+            if name not in seen:
+                seen.add(name)
+                fits.append(
+                    Rejection(name, f"{name}: not in the catalogue (is its plugin installed?)")
+                )
+            continue
+        if spec.id in seen:
+            continue
+        seen.add(spec.id)
+        fits.append(_fit(spec, size, quality, style, gate.max_cost_per_image, len(fits)))
+    if strategy in ("cost", "quality"):
+        # Rank every model once; `sorted` is stable, so ties keep the order written, and the
+        # eligible models of a request, taken in rank order, are sorted as the strategy says.
+        models = [f for f in fits if isinstance(f, _Fit)]
+        if strategy == "cost":
+            models.sort(key=lambda f: f.price)
+        else:
+            models.sort(key=lambda f: -f.spec.quality_score)
+        rank = {id(f): n for n, f in enumerate(models)}
+        fits = [replace(f, rank=rank[id(f)]) if isinstance(f, _Fit) else f for f in fits]
+    return _FittedPool(tuple(fits), catalog.resolve(pinned) if pinned is not None else None, unused)
+
+
+def _fit(
+    spec: ModelSpec,
+    size: Size,
+    quality: Quality | None,
+    style: Style | None,
+    max_cost: Decimal | None,
+    rank: int,
+) -> _Fit:
+    """What `spec` serves for (size, quality, style), and what rules it out whatever the rest of
+    the request (`plan` checks these after the outage, seed and prompt, as it always did)."""
+    mid = spec.id
+    no_size = None
+    if size not in spec.sizes:
+        no_size = Rejection(mid, f"{mid}: size {size} not supported ({', '.join(spec.sizes)})")
+    served_quality = spec.served_quality(quality)
+    price = spec.price(served_quality, size)
+    over_price = None
+    if price is None:  # ModelSpec validation makes this unreachable; never route unpriced
+        over_price = Rejection(mid, f"{mid}: no price for {served_quality}/{size}")
+    elif max_cost is not None and price > max_cost:
+        over_price = Rejection(
+            mid, f"{mid}: {money(price)}/image over max_cost_per_image {money(max_cost)}"
+        )
+    warnings: list[str] = []
+    if quality is not None and served_quality != quality:
+        warnings.append(
+            f"{mid}: quality {quality!r} not supported; served at {served_quality!r}"
+            if served_quality
+            else f"{mid}: has no quality setting; quality {quality!r} ignored"
+        )
+    served_style = style if style in spec.styles else None
+    if style is not None and served_style is None:
+        warnings.append(f"{mid}: has no style {style!r}; style ignored")
+    return _Fit(
+        spec,
+        no_size,
+        served_quality,
+        served_style,
+        price if price is not None else _ZERO,
+        over_price,
+        tuple(warnings),
+        rank,
+    )

@@ -83,6 +83,8 @@ class ImageData(_Wire):
 
 
 def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    if not value:
+        return value
     if len(value) > MAX_METADATA_KEYS:
         raise ValueError(f"{len(value)} keys; at most {MAX_METADATA_KEYS} are kept")
     for key in value:
@@ -250,6 +252,14 @@ def parse_request(
     metadata: Mapping[str, Any] | None = None,
 ) -> ImageRequest:
     """Build an `ImageRequest`; bad input raises `InvalidRequest` (field and fix per problem)."""
+    try:
+        # One validation of the whole request: the usual case, valid input, pays for no more.
+        return ImageRequest.model_validate(
+            {"gate_id": gate_id, "data": data, "model": model, "metadata": metadata or {}}
+        )
+    except ValidationError:
+        pass
+    # Invalid: the problems as always reported, the data's alone when the data is bad.
     try:
         return ImageRequest(
             gate_id=gate_id,

@@ -49,6 +49,7 @@ class Flaky(Provider):
 
     async def generate(self, call):
         self.count += 1
+        number = self.count  # this call's number: others may count on while it sleeps
         note("FLAKY_CALLS", call.prompt)
         try:
             await asyncio.sleep(float(os.environ.get("FLAKY_DELAY", "0")))
@@ -56,8 +57,8 @@ class Flaky(Provider):
             note("FLAKY_CANCELLED", call.prompt)
             raise
         every = int(os.environ.get("FLAKY_FAIL_EVERY", "0"))
-        if every and self.count % every == 0:
-            raise ProviderUnavailable(f"scripted outage on call {self.count}")
+        if every and number % every == 0:
+            raise ProviderUnavailable(f"scripted outage on call {number}")
         return fake_images(call)
 
 
