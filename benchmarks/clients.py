@@ -132,15 +132,6 @@ class OpenAISDK(Contender):
     def _http_client(self) -> Any:
         return None  # the SDK's default
 
-
-class OpenAISDKAiohttp(OpenAISDK):
-    """The openai SDK exactly as layer's provider configures it: aiohttp transport, no retries."""
-
-    name = "sdk-aiohttp"
-
-    def _http_client(self) -> Any:
-        return self.openai.DefaultAioHttpClient()
-
     async def _images(self, model: str, n: int) -> int:
         response = await self.client.images.generate(model=model, prompt=PROMPT, n=n, size=SIZE)
         return len(response.data or ())
@@ -159,6 +150,15 @@ class OpenAISDKAiohttp(OpenAISDK):
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+class OpenAISDKAiohttp(OpenAISDK):
+    """The openai SDK exactly as layer's provider configures it: aiohttp transport, no retries."""
+
+    name = "sdk-aiohttp"
+
+    def _http_client(self) -> Any:
+        return self.openai.DefaultAioHttpClient()
 
 
 def layer_config(base_url: str, ledger: str | bool = False) -> dict[str, Any]:

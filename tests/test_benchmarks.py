@@ -119,14 +119,16 @@ def test_the_fake_handles_pipelined_and_split_requests(fake: str) -> None:
     assert second[0][0] == "HTTP/1.1 200 OK"
 
 
-def test_a_layer_worker_prints_one_json_line(fake: str) -> None:
-    # the fallback workload: the gate's primary answers 500, its fallback serves (one worker,
-    # a fresh interpreter importing layer and the SDK, is most of this file's time)
+# every contender this environment has (LiteLLM lives in the benchmark's own environment)
+@pytest.mark.parametrize("contender", ["httpx", "sdk", "sdk-aiohttp", "layer", "ledger"])
+def test_a_worker_prints_one_json_line(fake: str, contender: str) -> None:
+    # the fallback workload: the primary answers 500, its fallback serves (one worker, a fresh
+    # interpreter importing the contender, is most of this file's time)
     out = subprocess.run(
         [
             sys.executable,
             str(BENCHMARKS / "worker.py"),
-            "--contender=layer",
+            f"--contender={contender}",
             "--workload=fallback",
             f"--base-url={fake}",
             "--requests=5",
@@ -142,7 +144,7 @@ def test_a_layer_worker_prints_one_json_line(fake: str) -> None:
     result = json.loads(lines[0])
     assert set(result) == WORKER_KEYS
     assert result["status"] == "ok", result["first_error"]
-    assert (result["contender"], result["workload"]) == ("layer", "fallback")
+    assert (result["contender"], result["workload"]) == (contender, "fallback")
     assert result["requests"] == 5
     assert result["errors"] == 0
     assert result["peak_rss_mib"] > 0
