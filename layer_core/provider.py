@@ -9,7 +9,6 @@ redaction) is the core's job. Shared helpers live here so no two providers copy 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import time
 import weakref
 from abc import ABC, abstractmethod
@@ -139,6 +138,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # only for the rare HTTP-date form
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

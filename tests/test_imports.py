@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 HEAVY = ("pydantic", "pluggy", "httpx", "click", "rich", "PIL", "pytest", "_pytest", "hypothesis")
-SDKS = ("openai", "replicate", "stability_sdk", "grpc", "PIL", "httpx", "rich", "click")
+SDKS = ("openai", "replicate", "stability_sdk", "grpc", "PIL", "httpx", "aiohttp", "rich", "click")
+#: The plugins installed in the development environment, each with a provider SDK of its own.
+PLUGINS = ("layer_local", "layer_openai", "layer_replicate", "layer_stability")
 TEST_KIT = ("pytest", "_pytest", "hypothesis")
 
 
@@ -24,6 +26,14 @@ def test_importing_layer_core_imports_nothing_heavy() -> None:
 
 def test_building_a_layer_imports_no_provider_sdk() -> None:
     modules = imported_after("from layer_core import Layer; Layer({'ledger': False})")
+    assert set(PLUGINS) <= modules, "the four plugins are loaded"
+    assert not {m for m in modules if m.split(".")[0] in SDKS + TEST_KIT}
+
+
+def test_the_default_layer_imports_no_provider_sdk() -> None:
+    """`Layer()` as an app first writes it: every plugin, the default config and ledger."""
+    modules = imported_after("from layer_core import Layer; Layer()")
+    assert set(PLUGINS) <= modules, "the four plugins are loaded"
     assert not {m for m in modules if m.split(".")[0] in SDKS + TEST_KIT}
 
 
