@@ -45,3 +45,11 @@ def test_the_test_helpers_need_no_test_framework_until_asked() -> None:
 def test_building_a_layer_with_its_default_ledger_opens_no_database() -> None:
     modules = imported_after("from layer_core import Layer; Layer({})")
     assert not {m for m in modules if m.split(".")[0] in ("sqlalchemy", "psycopg", "sqlite3")}
+
+
+def test_building_a_layer_imports_no_asyncio() -> None:
+    """asyncio (with ssl, sockets and subprocesses) is most of a tenth of a cold `Layer()`, and
+    building one runs nothing async: modules that need it import it where they use it."""
+    modules = imported_after("from layer_core import Layer; Layer()")
+    assert set(PLUGINS) <= modules, "the four plugins are loaded"
+    assert "asyncio" not in modules
