@@ -7,9 +7,7 @@ file: a `default` gate over every available model).
 
 from __future__ import annotations
 
-import difflib
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +58,8 @@ def find_config(config: ConfigSource) -> tuple[Mapping[str, Any], str]:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a file to read: the built-in config needs no parser
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -70,6 +70,8 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _unknown(key: str, known: tuple[str, ...] | list[str]) -> str:
+    import difflib  # only for the error message
+
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
     return f"unknown key {key!r} ({hint})"

@@ -9,7 +9,6 @@ Images already delivered are kept and never paid twice. Every attempt is recorde
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +83,8 @@ class Executor:
                 # the event loop, which gather would spend on it.
                 results = [await self._call(candidate, groups[0], outcome.attempts)]
             else:
+                import asyncio  # here, not at the top: `Layer()` itself needs no asyncio
+
                 results = await asyncio.gather(
                     *(self._call(candidate, group, outcome.attempts) for group in groups)
                 )
@@ -112,6 +113,8 @@ class Executor:
         self, candidate: Candidate, slots: list[int], attempts: list[Attempt]
     ) -> tuple[list[ImageOutput], ProviderError | None]:
         """One call of `len(slots)` images on one model, with the gate's retries."""
+        import asyncio  # here, not at the top: `Layer()` itself needs no asyncio
+
         spec = candidate.model
         provider = self.providers[spec.provider]
         gate = self.gate

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -43,6 +41,8 @@ from layer_core.schema import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from layer_core.batch import BatchInput, BatchResult
     from layer_core.ledger.report import CostReport, When
 
@@ -532,6 +532,8 @@ class Layer:
             except Exception:
                 log.exception("closing provider %s failed", provider.name)
         if self._ledger is not None:
+            import asyncio
+
             await asyncio.to_thread(self._ledger.close)
 
     def close(self) -> None:
@@ -588,6 +590,8 @@ class _LoopThread:
     """A private event loop on a daemon thread, so sync calls work even inside a running loop."""
 
     def __init__(self) -> None:
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="layer-sync", daemon=True
@@ -595,6 +599,8 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        import asyncio
+
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result()
 

@@ -8,7 +8,6 @@ the providers they registered, and the observation hooks they implement. Entry p
 
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
 import os
@@ -88,11 +87,12 @@ class PluginHost:
     def load_entry_points(self, allow: Sequence[str] | None) -> None:
         """Load every discovered entry point that `allow` admits (None: all)."""
         for ep in discovered_entry_points():
-            dist = ep.dist
+            # dist.name and dist.version each read and parse the METADATA file: read it once
+            meta = ep.dist.metadata if ep.dist is not None else None
             info = PluginInfo(
                 name=ep.name,
-                distribution=dist.name if dist is not None else None,
-                version=dist.version if dist is not None else None,
+                distribution=meta["Name"] if meta is not None else None,
+                version=meta["Version"] if meta is not None else None,
             )
             if allow is not None and ep.name not in allow:
                 info.status = "disabled"
@@ -134,6 +134,8 @@ class PluginHost:
         ]
         if unknown:
             self.pm.unregister(plugin)
+            import difflib  # only for the error message
+
             hints = []
             for name in unknown:
                 close = difflib.get_close_matches(name, _hook_names(), n=1)

@@ -8,15 +8,13 @@ redaction) is the core's job. Shared helpers live here so no two providers copy 
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -31,6 +29,9 @@ from layer_core.errors import (
     RateLimited,
 )
 from layer_core.schema import ImageOutput, Quality, Size, Style
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -139,6 +140,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # only for the rare HTTP-date form
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -197,6 +200,8 @@ class PerLoop(Generic[T]):
         )
 
     def get(self) -> T:
+        import asyncio  # here, not at the top: `Layer()` itself needs no asyncio
+
         loop = asyncio.get_running_loop()
         item = self._items.get(loop)
         if item is None:
@@ -205,6 +210,8 @@ class PerLoop(Generic[T]):
 
     def pop(self) -> T | None:
         """Remove and return this loop's object, if any (for closing it on this loop)."""
+        import asyncio
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -54,11 +54,14 @@ MetadataValue = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
 
 class _Wire(BaseModel):
+    # defer_build: the request and response models are built on first use, not at import, so
+    # `Layer()` (and the CLI's listing commands) never pay for validators they do not run.
     model_config = ConfigDict(
         alias_generator=to_camel,
         validate_by_name=True,
         validate_by_alias=True,
         serialize_by_alias=False,
+        defer_build=True,
     )
 
 

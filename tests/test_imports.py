@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 HEAVY = ("pydantic", "pluggy", "httpx", "click", "rich", "PIL", "pytest", "_pytest", "hypothesis")
-SDKS = ("openai", "replicate", "stability_sdk", "grpc", "PIL", "httpx", "rich", "click")
+SDKS = ("openai", "replicate", "stability_sdk", "grpc", "PIL", "httpx", "aiohttp", "rich", "click")
+#: The plugins installed in the development environment, each with a provider SDK of its own.
+PLUGINS = ("layer_local", "layer_openai", "layer_replicate", "layer_stability")
 TEST_KIT = ("pytest", "_pytest", "hypothesis")
 
 
@@ -25,6 +27,14 @@ def test_importing_layer_core_imports_nothing_heavy() -> None:
 
 def test_building_a_layer_imports_no_provider_sdk() -> None:
     modules = imported_after("from layer_core import Layer; Layer({'ledger': False})")
+    assert set(PLUGINS) <= modules, "the four plugins are loaded"
+    assert not {m for m in modules if m.split(".")[0] in SDKS + TEST_KIT}
+
+
+def test_the_default_layer_imports_no_provider_sdk() -> None:
+    """`Layer()` as an app first writes it: every plugin, the default config and ledger."""
+    modules = imported_after("from layer_core import Layer; Layer()")
+    assert set(PLUGINS) <= modules, "the four plugins are loaded"
     assert not {m for m in modules if m.split(".")[0] in SDKS + TEST_KIT}
 
 
@@ -52,3 +62,11 @@ def test_a_sqlite_ledger_loads_no_postgresql_code(tmp_path: Path) -> None:
     modules = imported_after(code)
     assert "sqlalchemy.dialects.sqlite" in modules
     assert not {m for m in modules if m.startswith(("sqlalchemy.dialects.postgresql", "psycopg"))}
+
+
+def test_building_a_layer_imports_no_asyncio() -> None:
+    """asyncio (with ssl, sockets and subprocesses) is most of a tenth of a cold `Layer()`, and
+    building one runs nothing async: modules that need it import it where they use it."""
+    modules = imported_after("from layer_core import Layer; Layer()")
+    assert set(PLUGINS) <= modules, "the four plugins are loaded"
+    assert "asyncio" not in modules

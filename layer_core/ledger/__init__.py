@@ -14,7 +14,6 @@ variable ``LAYER_LEDGER_URL`` takes precedence over the config.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import importlib.util
@@ -249,6 +248,8 @@ class Ledger:
         The gate's spend is then exact for the next request. If the database fails, the record
         goes to the writer (and its spool) like any other: the response is never held back.
         """
+        import asyncio  # here, not at the top: `Layer()` itself needs no asyncio
+
         try:
             await asyncio.to_thread(lambda: self.store().write([record]))
         except Exception:  # noqa: BLE001 - the writer retries, spools and reports it
@@ -275,6 +276,8 @@ class Ledger:
         budget = gate.budget
         assert budget is not None
         enforce = budget.enforcement == "block"
+        import asyncio
+
         try:
             return await asyncio.to_thread(
                 lambda: self.store().reserve(gate.id, budget, now, estimate, ttl, enforce=enforce)

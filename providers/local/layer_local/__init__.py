@@ -6,7 +6,6 @@ and byte-identical for the same inputs. Pillow is imported on first use, not at 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import io
@@ -51,6 +50,8 @@ class LocalProvider(Provider):
         return [MODEL]
 
     async def generate(self, call: GenerationCall) -> list[ImageOutput]:
+        import asyncio  # here, not at the top: loading the plugin needs no asyncio
+
         first = call.seed if call.seed is not None else secrets.randbelow(2**32)
         seeds = [(first + i) % 2**32 for i in range(call.n)]
         pngs = await asyncio.to_thread(

@@ -10,7 +10,6 @@ The SDK is imported on first use, never at plugin load.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import mimetypes
 import re
@@ -41,6 +40,8 @@ from layer_core.schema import ImageOutput
 from layer_replicate.models import MODELS, ReplicateModel, model_for
 
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
     from replicate.client import Client
     from replicate.prediction import Prediction
@@ -157,6 +158,8 @@ class ReplicateProvider(Provider):
         self, client: Client, prediction: Prediction, call: GenerationCall
     ) -> Prediction:
         """Poll until the prediction ends, each pause twice the last (up to the maximum)."""
+        import asyncio  # in the functions that use it: loading the plugin needs no asyncio
+
         pause = self._tuning.poll_interval
         while prediction.status not in TERMINAL:
             await asyncio.sleep(pause)
@@ -167,6 +170,8 @@ class ReplicateProvider(Provider):
     async def _cancel(self, client: Client, prediction_id: str) -> None:
         """Cancel a prediction on Replicate, in a task of its own so that the cancellation of
         the caller (which is usually why we are here) cannot interrupt the request."""
+        import asyncio
+
         task = asyncio.get_running_loop().create_task(_send_cancel(client, prediction_id))
         self._cancels.add(task)
         task.add_done_callback(self._cancels.discard)
@@ -224,6 +229,8 @@ class ReplicateProvider(Provider):
 
     async def aclose(self) -> None:
         """Let this loop's pending cancels finish, then close its connections."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         pending = [task for task in self._cancels if task.get_loop() is loop]
         if pending:
@@ -261,6 +268,8 @@ def _problem(response: httpx.Response) -> str:
 
 
 async def _send_cancel(client: Client, prediction_id: str) -> None:
+    import asyncio
+
     try:
         async with asyncio.timeout(CANCEL_TIMEOUT):
             await client.predictions.async_cancel(prediction_id)
