@@ -15,7 +15,7 @@ author decides, warned by `layer check` and on every response.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
@@ -208,32 +208,56 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
 # length, count and budget, and the date.
 
 
-@dataclass(frozen=True, slots=True)
+# Plain slotted classes: defining a frozen dataclass costs about a millisecond at import (it
+# compiles its methods), and these are built once per request shape and read only here.
+
+
 class _Fit:
     """One model of the pool, fitted to a request shape."""
 
-    spec: ModelSpec
-    no_size: Rejection | None
-    """the size is not supported."""
-    quality: Quality | None
-    style: Style | None
-    price: Decimal
-    over_price: Rejection | None
-    """no price, or over the gate's `max_cost_per_image`."""
-    warnings: tuple[str, ...]
-    """the quality or style the model cannot serve as asked."""
-    rank: int = 0
-    """place in the routing strategy's order (cost, quality; else the pool's)."""
+    __slots__ = ("no_size", "over_price", "price", "quality", "rank", "spec", "style", "warnings")
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        no_size: Rejection | None,
+        quality: Quality | None,
+        style: Style | None,
+        price: Decimal,
+        over_price: Rejection | None,
+        warnings: tuple[str, ...],
+        rank: int,
+    ) -> None:
+        self.spec = spec
+        self.no_size = no_size
+        """the size is not supported."""
+        self.quality = quality
+        self.style = style
+        self.price = price
+        self.over_price = over_price
+        """no price, or over the gate's `max_cost_per_image`."""
+        self.warnings = warnings
+        """the quality or style the model cannot serve as asked."""
+        self.rank = rank
+        """place in the routing strategy's order (cost, quality; else the pool's)."""
 
 
-@dataclass(frozen=True, slots=True)
 class _FittedPool:
-    fits: tuple[_Fit | Rejection, ...]
-    """each distinct model of the pool in pool order; a name not in the catalogue is rejected."""
-    pinned: ModelSpec | None
-    """the request's model override, routed first."""
-    unused: tuple[Rejection, ...]
-    """the rest of a `single` gate's pool."""
+    __slots__ = ("fits", "pinned", "unused")
+
+    def __init__(
+        self,
+        fits: tuple[_Fit | Rejection, ...],
+        pinned: ModelSpec | None,
+        unused: tuple[Rejection, ...],
+    ) -> None:
+        self.fits = fits
+        """each distinct model of the pool in pool order; a name not in the catalogue is
+        rejected."""
+        self.pinned = pinned
+        """the request's model override, routed first."""
+        self.unused = unused
+        """the rest of a `single` gate's pool."""
 
 
 _ZERO = Decimal(0)
@@ -312,8 +336,8 @@ def _fit_pool(
             models.sort(key=lambda f: f.price)
         else:
             models.sort(key=lambda f: -f.spec.quality_score)
-        rank = {id(f): n for n, f in enumerate(models)}
-        fits = [replace(f, rank=rank[id(f)]) if isinstance(f, _Fit) else f for f in fits]
+        for rank, fit in enumerate(models):
+            fit.rank = rank
     return _FittedPool(tuple(fits), catalog.resolve(pinned) if pinned is not None else None, unused)
 
 
