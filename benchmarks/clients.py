@@ -46,18 +46,29 @@ class NotInstalled(Exception):
 
 
 class Contender:
-    """The three requests, each returning how many images came back."""
+    """The three requests, each returning how many images came back.
+
+    By default all three are made of `_images(model, n)` (one HTTP call), the fallback done by
+    hand: on `server_error` from the primary, call the fallback model.
+    """
 
     name = ""
+    server_error: type[BaseException] = Exception
+
+    async def _images(self, model: str, n: int) -> int:
+        raise NotImplementedError
 
     async def single(self, n: int = 1) -> int:
-        raise NotImplementedError
+        return await self._images(MODEL, n)
 
     async def count4(self) -> int:
-        raise NotImplementedError
+        return await _four(lambda: self._images(ONE_PER_CALL_MODEL, 1))
 
     async def fallback(self) -> int:
-        raise NotImplementedError
+        try:
+            return await self._images(BROKEN_MODEL, 1)
+        except self.server_error:
+            return await self._images(MODEL, 1)
 
     async def aclose(self) -> None:
         return None
@@ -98,12 +109,6 @@ class RawHttpx(Contender):
             raise RuntimeError(f"HTTP {status}: {body}")
         return len(body["data"])
 
-    async def single(self, n: int = 1) -> int:
-        return await self._images(MODEL, n)
-
-    async def count4(self) -> int:
-        return await _four(lambda: self._images(ONE_PER_CALL_MODEL, 1))
-
     async def fallback(self) -> int:
         status, body = await self._post(BROKEN_MODEL, 1)
         if status == 200:
@@ -125,6 +130,7 @@ class OpenAISDK(Contender):
         import openai
 
         self.openai = openai
+        self.server_error = openai.InternalServerError
         self.client = openai.AsyncOpenAI(
             base_url=base_url, api_key=API_KEY, max_retries=0, http_client=self._http_client()
         )
@@ -135,18 +141,6 @@ class OpenAISDK(Contender):
     async def _images(self, model: str, n: int) -> int:
         response = await self.client.images.generate(model=model, prompt=PROMPT, n=n, size=SIZE)
         return len(response.data or ())
-
-    async def single(self, n: int = 1) -> int:
-        return await self._images(MODEL, n)
-
-    async def count4(self) -> int:
-        return await _four(lambda: self._images(ONE_PER_CALL_MODEL, 1))
-
-    async def fallback(self) -> int:
-        try:
-            return await self._images(BROKEN_MODEL, 1)
-        except self.openai.InternalServerError:
-            return await self._images(MODEL, 1)
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -289,6 +283,7 @@ class LiteLLM(Contender):
 
     def __init__(self, base_url: str) -> None:
         self.litellm = _import_litellm()
+        self.server_error = self.litellm.InternalServerError
         self.base_url = base_url
         self.client = _no_retry_client(base_url)
 
@@ -304,18 +299,6 @@ class LiteLLM(Contender):
             client=self.client,
         )
         return len(response.data or ())
-
-    async def single(self, n: int = 1) -> int:
-        return await self._images(MODEL, n)
-
-    async def count4(self) -> int:
-        return await _four(lambda: self._images(ONE_PER_CALL_MODEL, 1))
-
-    async def fallback(self) -> int:
-        try:
-            return await self._images(BROKEN_MODEL, 1)
-        except self.litellm.InternalServerError:
-            return await self._images(MODEL, 1)
 
     async def aclose(self) -> None:
         await self.client.close()
