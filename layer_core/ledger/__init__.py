@@ -273,11 +273,11 @@ class Ledger:
 
         Raises `LedgerUnavailable` when the database cannot be reached.
         """
+        import asyncio  # here, not at the top: `Layer()` itself needs no asyncio
+
         budget = gate.budget
         assert budget is not None
         enforce = budget.enforcement == "block"
-        import asyncio
-
         try:
             return await asyncio.to_thread(
                 lambda: self.store().reserve(gate.id, budget, now, estimate, ttl, enforce=enforce)
