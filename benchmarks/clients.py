@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,18 +46,20 @@ class NotInstalled(Exception):
     """The contender's package is missing from this environment."""
 
 
-class Contender:
+class Contender(ABC):
     """The three requests, each returning how many images came back.
 
     By default all three are made of `_images(model, n)` (one HTTP call), the fallback done by
-    hand: on `server_error` from the primary, call the fallback model.
+    hand: on `server_error` (which a contender using this fallback sets) from the primary, call
+    the fallback model.
     """
 
     name = ""
-    server_error: type[BaseException] = Exception
+    server_error: type[BaseException]
 
+    @abstractmethod
     async def _images(self, model: str, n: int) -> int:
-        raise NotImplementedError
+        """One images request for `n` images of `model` (or of a gate or model group)."""
 
     async def single(self, n: int = 1) -> int:
         return await self._images(MODEL, n)
