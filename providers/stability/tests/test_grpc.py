@@ -92,7 +92,9 @@ def test_the_call_carries_the_gates_timeout_as_its_deadline(grpc_stability: Rig)
     layer.image("sdxl", {"prompt": PROMPT})
     remaining = service.calls[0].time_remaining
     assert remaining is not None
-    assert 0 < remaining <= 30  # the fixture's gate timeout
+    # The fixture's gate timeout is 30 s. gRPC sends the deadline rounded to the unit it encodes it
+    # in, and the server reads its own clock, so the remaining time can come out a little over 30.
+    assert 20 < remaining < 31
 
 
 def test_the_key_is_not_sent_over_a_plain_channel(grpc_stability: Rig) -> None:
