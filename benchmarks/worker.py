@@ -142,6 +142,7 @@ async def measure(
                 images=workload.images,
                 deadline=None,
             )
+        await contender.settled()
         cpu0 = time.process_time()
         wall0 = time.perf_counter()
         latencies, errors, first_error, cut = await drive(
