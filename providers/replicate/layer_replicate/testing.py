@@ -387,23 +387,13 @@ class FakeReplicate:
             return Reply(201, json=self._json(prediction))
 
     def _get(self, request: Recorded) -> Reply:
-        refused = self._unauthorized(request)
-        if refused is not None:
-            return refused
-        with self._lock:
-            prediction = self._find(request.params["id"])
-            if prediction is None:
-                return NOT_FOUND
-            if prediction.status not in ("succeeded", "failed", "canceled"):
-                prediction.polled += 1
-                polls = prediction.run.polls
-                if polls is not None and prediction.polled > polls:
-                    self._end(prediction)
-                else:
-                    prediction.status = "processing"
-            return Reply(json=self._json(prediction))
+        return self._on_prediction(request, self._poll)
 
     def _cancel(self, request: Recorded) -> Reply:
+        return self._on_prediction(request, self._mark_canceled)
+
+    def _on_prediction(self, request: Recorded, change: Callable[[Prediction], None]) -> Reply:
+        """Check the token, find the prediction named in the path, `change` it, answer with it."""
         refused = self._unauthorized(request)
         if refused is not None:
             return refused
@@ -411,10 +401,23 @@ class FakeReplicate:
             prediction = self._find(request.params["id"])
             if prediction is None:
                 return NOT_FOUND
-            prediction.canceled = True
-            if prediction.status not in ("succeeded", "failed"):
-                prediction.status = "canceled"
+            change(prediction)
             return Reply(json=self._json(prediction))
+
+    def _poll(self, prediction: Prediction) -> None:
+        if prediction.status not in ("succeeded", "failed", "canceled"):
+            prediction.polled += 1
+            polls = prediction.run.polls
+            if polls is not None and prediction.polled > polls:
+                self._end(prediction)
+            else:
+                prediction.status = "processing"
+
+    @staticmethod
+    def _mark_canceled(prediction: Prediction) -> None:
+        prediction.canceled = True
+        if prediction.status not in ("succeeded", "failed"):
+            prediction.status = "canceled"
 
     def _file(self, request: Recorded) -> Reply:
         with self._lock:
