@@ -2,6 +2,7 @@
 
     python benchmarks/micro.py cold [--runs N]   # fresh `python -c "...Layer()"` processes
     python benchmarks/micro.py plan               # plan() for gates of 3 and 50 models
+    python benchmarks/micro.py own [--requests N] # layer's own work per request, no I/O
 
 Each prints one JSON object. `cold` runs every child in an empty folder with empty config and
 data dirs (so `Layer()` uses the built-in config, the same on every machine), with bytecode
@@ -154,12 +155,72 @@ def plan_timings() -> dict[str, Any]:
     return results
 
 
+def own_cost(requests: int = 5000, repeat: int = 7) -> dict[str, Any]:
+    """`await layer.aimage(...)` through the benchmark's gate, the SDK answering at once.
+
+    The openai SDK's `AsyncImages.generate` is replaced by a coroutine that returns a ready
+    `ImagesResponse`, so what is timed is layer's own work per request (parsing, planning, the
+    executor, the provider's mapping in and out, the response) with no I/O and no SDK. With real
+    I/O in between the same code runs with colder caches and costs more; the sequential workload
+    shows that.
+    """
+    import asyncio
+    from unittest import mock
+
+    from clients import PROMPT, layer_config
+    from openai.resources.images import AsyncImages
+    from openai.types import ImagesResponse
+
+    from layer_core import Layer
+
+    answer = ImagesResponse.model_validate(
+        {"created": 1_700_000_000, "data": [{"b64_json": "iVBORw0KGgo="}]}
+    )
+
+    async def at_once(*_args: Any, **_kwargs: Any) -> ImagesResponse:
+        return answer
+
+    async def run() -> list[float]:
+        layer = Layer(layer_config("http://127.0.0.1:9/v1"))  # never contacted
+        body = {"prompt": PROMPT, "count": 1}
+        try:
+            for _ in range(requests // 2):
+                await layer.aimage("bench", body)
+            per_request = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                for _ in range(requests):
+                    await layer.aimage("bench", body)
+                per_request.append((time.perf_counter() - start) / requests * 1e6)
+            response = await layer.aimage("bench", body)
+            if response.model != "dall-e-2" or len(response.images) != 1:
+                raise RuntimeError(f"the timed request did not answer as expected: {response}")
+        finally:
+            await layer.aclose()
+            layer.close()
+        return per_request
+
+    with mock.patch.object(AsyncImages, "generate", at_once):
+        per_request = asyncio.run(run())
+    return {
+        "requests": requests * repeat,
+        "min_us": round(min(per_request), 2),
+        "median_us": round(statistics.median(per_request), 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("cold", "plan"))
+    parser.add_argument("what", choices=("cold", "plan", "own"))
     parser.add_argument("--runs", type=int, default=20, help="cold: fresh processes")
+    parser.add_argument("--requests", type=int, default=5000, help="own: requests per timed run")
     args = parser.parse_args(argv)
-    result = cold(args.runs) if args.what == "cold" else plan_timings()
+    if args.what == "cold":
+        result = cold(args.runs)
+    elif args.what == "plan":
+        result = plan_timings()
+    else:
+        result = own_cost(args.requests)
     print(json.dumps(result))
     return 0
 

@@ -148,3 +148,19 @@ def test_a_worker_prints_one_json_line(fake: str, contender: str) -> None:
     assert result["requests"] == 5
     assert result["errors"] == 0
     assert result["peak_rss_mib"] > 0
+
+
+def test_micro_times_layers_own_work_without_io() -> None:
+    # the SDK's images.generate answers at once; the gate's base URL is a port nothing listens
+    # on, so a request that reached the network would fail the run instead of being timed
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "micro.py"), "own", "--requests=20"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=BENCHMARKS,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["requests"] == 20 * 7
+    assert 0 < result["min_us"] <= result["median_us"]
