@@ -164,3 +164,4 @@ def test_micro_times_layers_own_work_without_io() -> None:
     result = json.loads(out.stdout)
     assert result["requests"] == 20 * 7
     assert 0 < result["min_us"] <= result["median_us"]
+    assert result["stand_in_us"] > 0
