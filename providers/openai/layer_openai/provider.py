@@ -111,7 +111,6 @@ class OpenAIProvider(Provider):
     def __init__(self) -> None:
         super().__init__()
         self._served: dict[str, Served] = {}
-        self._transport = "aiohttp"
         self._clients: PerLoop[AsyncOpenAI] = PerLoop(self._client)
         self.configure(self.settings)
 
@@ -120,10 +119,15 @@ class OpenAIProvider(Provider):
             settings = OpenAISettings.model_validate(settings.model_dump())
         super().configure(settings)
         self._served = catalogue(settings)
-        self._transport = settings.http_client
 
     def models(self) -> list[ModelSpec]:
         return [served.spec for served in self._served.values()]
+
+    @property
+    def _openai_settings(self) -> OpenAISettings:
+        """`settings`, typed as this provider's own (`configure` always stores one)."""
+        settings = self.settings
+        return settings if isinstance(settings, OpenAISettings) else OpenAISettings()
 
     def _client(self) -> AsyncOpenAI:
         """The one place an SDK client is made (once per event loop)."""
@@ -134,7 +138,9 @@ class OpenAIProvider(Provider):
             base_url=self.settings.base_url or DEFAULT_BASE_URL,
             max_retries=0,
             # None: the SDK's own httpx client
-            http_client=DefaultAioHttpClient() if self._transport == "aiohttp" else None,
+            http_client=(
+                DefaultAioHttpClient() if self._openai_settings.http_client == "aiohttp" else None
+            ),
         )
 
     async def generate(self, call: GenerationCall) -> list[ImageOutput]:
