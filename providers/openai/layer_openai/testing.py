@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from layer_core.layer import Layer
 from layer_core.provider import GenerationCall
 from layer_core.schema import ImageOutput
+from layer_core.sizes import parse_size
 from layer_core.testing import FakeServer, Recorded, Reply, generate_once, tiny_png
 
 __all__ = [
@@ -81,8 +82,7 @@ def api_error(
 @functools.cache
 def png(pixels: str) -> bytes:
     """A real PNG of `pixels` ("WxH"), made once per size."""
-    width, _, height = pixels.partition("x")
-    return tiny_png(int(width), int(height))
+    return tiny_png(*parse_size(pixels))
 
 
 @functools.cache
@@ -179,10 +179,11 @@ def _image(request: Recorded, pixels: str, body: Mapping[str, Any]) -> dict[str,
 def image_file(request: Recorded) -> Reply:
     """`GET` of an image URL `images_api` handed out: the PNG, of the pixels the URL names."""
     pixels = request.params.get("pixels", "")
-    width, x, height = pixels.partition("x")
-    if not (
-        x and width.isdigit() and height.isdigit() and 0 < int(width) * int(height) <= 4096 * 4096
-    ):
+    try:
+        width, height = parse_size(pixels)
+    except ValueError:
+        width = height = 0
+    if not 0 < width * height <= 4096 * 4096:
         return Reply(404, body=b"The specified blob does not exist.", content_type="text/plain")
     return Reply(body=png(pixels), content_type="image/png")
 
