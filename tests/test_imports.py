@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -14,10 +15,11 @@ PLUGINS = ("layer_local", "layer_openai", "layer_replicate", "layer_stability")
 TEST_KIT = ("pytest", "_pytest", "hypothesis")
 
 
-def imported_after(code: str) -> set[str]:
+@functools.cache  # two tests read what a default `Layer()` imports: one process serves both
+def imported_after(code: str) -> frozenset[str]:
     script = f"import sys; {code}; import json; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    return set(json.loads(out.stdout))
+    return frozenset(json.loads(out.stdout))
 
 
 def test_importing_layer_core_imports_nothing_heavy() -> None:
