@@ -9,7 +9,7 @@ read the same table and never disagree (and a cost is never silently zero or mis
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Iterator, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -18,6 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from layer_core.schema import QUALITIES, SIZES, Quality, Size, Style
 
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=6)]
+
+
+def today() -> date:
+    """The day retirement dates are read against: today, in UTC.
+
+    Everything that says whether a model is retired asks this function (through this module, so
+    a test can put another day in its place).
+    """
+    return datetime.now(UTC).date()
+
+
+def retirement(retires: date, on: date) -> str:
+    """A retirement date as of the day `on`: "retired 2026-05-12", or "retires 2027-01-14"."""
+    return f"{'retired' if retires <= on else 'retires'} {retires.isoformat()}"
 
 
 def lookup_price(prices: Mapping[str, Decimal], quality: str | None, size: str) -> Decimal | None:
@@ -85,6 +99,10 @@ class ModelSpec(BaseModel):
                         "for every declared quality"
                     )
         return self
+
+    def retired(self, on: date) -> bool:
+        """Whether the provider has retired the model by the day `on` (its date has come)."""
+        return self.deprecated is not None and self.deprecated <= on
 
     def price(self, quality: Quality | None, size: Size) -> Decimal | None:
         """Per-image USD for `quality` (None: the model has no quality setting) and `size`."""

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import date
 from typing import Literal
 
+import layer_core.catalog
 from layer_core.layer import Layer
 from layer_core.schema import SIZES
 
 Finding = tuple[Literal["error", "warning"], str]
 
 
-def check_layer(layer: Layer) -> list[Finding]:
-    """Every gate reachable, its declared size servable, its cost bound satisfiable."""
+def check_layer(layer: Layer, today: date | None = None) -> list[Finding]:
+    """Every gate reachable, its declared size servable, its cost bound satisfiable.
+
+    Retirement dates are read as of `today` (default: the real one).
+    """
     findings: list[Finding] = []
     catalog = layer.catalog
     unavailable = layer.unavailable()
-    today = datetime.now(UTC).date()
+    today = today or layer_core.catalog.today()
     for info in layer.plugins():
         if info.status == "failed":
             findings.append(("warning", f"plugin {info.name!r} failed to load: {info.error}"))
@@ -40,19 +44,10 @@ def check_layer(layer: Layer) -> list[Finding]:
                 )
                 continue
             specs.append(spec)
-            if spec.deprecated is not None and spec.deprecated <= today:
-                findings.append(
-                    ("warning", f"{where} {spec.id} was retired on {spec.deprecated.isoformat()}")
-                )
-            elif spec.deprecated is not None:
-                findings.append(
-                    ("warning", f"{where} {spec.id} retires on {spec.deprecated.isoformat()}")
-                )
-        live = [
-            s
-            for s in specs
-            if s.provider not in unavailable and (s.deprecated is None or s.deprecated > today)
-        ]
+            if spec.deprecated is not None:
+                when = layer_core.catalog.retirement(spec.deprecated, today)
+                findings.append(("warning", f"{where} {spec.id} {when}"))
+        live = [s for s in specs if s.provider not in unavailable and not s.retired(today)]
         if not specs:
             findings.append(("error", f"{where} unreachable: no model of its pool is installed"))
         elif not live:

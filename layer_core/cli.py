@@ -455,10 +455,13 @@ def models(ctx: click.Context, provider: str | None, as_json: bool) -> None:
     """List the catalogue: sizes, parameters, prices (with their date) and availability."""
     from rich.table import Table
 
+    import layer_core.catalog
+
     with _errors():
         layer = _layer(ctx)
     specs = [s for s in layer.models() if provider is None or s.provider == provider]
     unavailable = layer.unavailable()
+    today = layer_core.catalog.today()
     if as_json:
         rows = [
             {**s.model_dump(mode="json"), "available": s.provider not in unavailable} for s in specs
@@ -482,7 +485,7 @@ def models(ctx: click.Context, provider: str | None, as_json: bool) -> None:
         prices += f"\n(read {s.price_date.isoformat()})"
         status = unavailable.get(s.provider, "available")
         if s.deprecated:
-            status += f"\nretires {s.deprecated.isoformat()}"
+            status += f"\n{layer_core.catalog.retirement(s.deprecated, today)}"
         table.add_row(
             s.id,
             s.provider,

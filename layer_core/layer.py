@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import layer_core.catalog
 from layer_core.catalog import Catalog, ModelSpec
 from layer_core.config import ConfigSource, LayerConfig, load_config, provider_settings
 from layer_core.errors import (
@@ -134,10 +135,8 @@ class Layer:
         return specs
 
     def _builtin_default_gate(self) -> Gate:
-        today = datetime.now(UTC).date()
-        pool = [
-            s.id for s in self._catalog.values() if s.deprecated is None or s.deprecated > today
-        ]
+        today = layer_core.catalog.today()
+        pool = [s.id for s in self._catalog.values() if not s.retired(today)]
         return Gate(
             id=DEFAULT_GATE,
             description="built in: every installed model, best quality first, placeholders last",

@@ -20,7 +20,7 @@ from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
 
-from layer_core.catalog import Catalog, ModelSpec
+from layer_core.catalog import Catalog, ModelSpec, retirement
 from layer_core.gates import Gate
 from layer_core.schema import ImageRequest, Quality, Size, Style
 
@@ -163,11 +163,8 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
         warnings = fit.warnings
         retires = fit.deprecated
         if retires is not None and (retires - today).days <= DEPRECATION_WARNING_DAYS:
-            warnings += (
-                f"{mid}: retired on {retires.isoformat()}; the provider may refuse it"
-                if retires <= today
-                else f"{mid}: will be retired on {retires.isoformat()}",
-            )
+            refused = "; the provider may refuse it" if retires <= today else ""
+            warnings += (f"{mid}: {retirement(retires, today)}{refused}",)
         spec = fit.spec
         candidate = _make_candidate(
             Candidate, (spec, fit.quality, fit.style, price, estimated, warnings)

@@ -77,9 +77,7 @@ def test_rejections_read_as_sentences() -> None:
         "nope": "nope: not in the catalogue (is its plugin installed?)",
     }
     assert [c.id for c in result.candidates] == ["old", "local"]
-    assert result.candidates[0].warnings == (
-        "old: retired on 2026-05-12; the provider may refuse it",
-    )
+    assert result.candidates[0].warnings == ("old: retired 2026-05-12; the provider may refuse it",)
 
 
 def test_max_cost_rejects_with_both_amounts() -> None:
@@ -124,7 +122,7 @@ def test_soft_parameters_become_warnings() -> None:
 
 def test_a_model_retiring_soon_carries_a_warning() -> None:
     result = plan(request(), gate(model="gpt-image-1"), CATALOG, ProviderState(today=TODAY))
-    assert result.candidates[0].warnings == ("gpt-image-1: will be retired on 2026-12-01",)
+    assert result.candidates[0].warnings == ("gpt-image-1: retires 2026-12-01",)
 
 
 def test_cost_strategy_puts_the_placeholder_last_even_though_it_is_free() -> None:

@@ -348,5 +348,25 @@ def test_layer_check_warns_about_a_gate_naming_a_retired_model(
     config = tmp_path / "plugins.toml"
     config.write_text('[gates.legacy]\nmodel = "dall-e-3"\nfallback_models = ["local"]\n')
     out = _cli(tmp_path, monkeypatch, "check", str(config))
-    assert "[gates.legacy] dall-e-3 was retired on 2026-05-12" in out
+    assert "[gates.legacy] dall-e-3 retired 2026-05-12" in out
     assert "0 error(s)" in out
+
+
+@pytest.mark.parametrize(
+    ("today", "shown", "not_shown"),
+    [
+        (date(2026, 11, 30), "retires 2026-12-01", "retired 2026-12-01"),
+        (date(2026, 12, 2), "retired 2026-12-01", "retires 2026-12-01"),
+    ],
+)
+def test_layer_models_words_retirement_dates_in_the_tense_of_the_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, today: date, shown: str, not_shown: str
+) -> None:
+    import layer_core.catalog
+
+    monkeypatch.setattr(layer_core.catalog, "today", lambda: today)
+    out = _cli(tmp_path, monkeypatch, "models", "--provider", "openai")
+    assert shown in out
+    assert not_shown not in out
+    assert "retired 2026-05-12" in out  # dall-e-2 and -3 either way
+    assert "retires 2026-05-12" not in out

@@ -271,7 +271,7 @@ def test_quality_map_changes_what_is_sent_and_what_is_priced_alike() -> None:
 
 def test_a_retired_model_is_still_served_with_a_warning(harness: OpenAIHarness) -> None:
     response = harness.layer.image("dall-e-3", {"prompt": PROMPT})
-    assert "dall-e-3: retired on 2026-05-12; the provider may refuse it" in response.warnings
+    assert "dall-e-3: retired 2026-05-12; the provider may refuse it" in response.warnings
 
 
 def ask(body: dict[str, Any], key: str = KEY) -> Reply:
