@@ -64,6 +64,10 @@ _OUTPUT_TOKENS = {
     "medium": {"1024x1024": 1056, "1024x1536": 1584, "1536x1024": 1568},
     "high": {"1024x1024": 4160, "1024x1536": 6240, "1536x1024": 6208},
 }
+#: gpt-image-2 and later (2.5, 2.6 and their snapshots) take any WIDTHxHEIGHT whose sides are
+#: multiples of 16, at an aspect ratio from 1:3 to 3:1, up to 3840 a side, within a pixel count
+_FLEXIBLE_SIZES = "gpt-image-2"
+_MIN_PIXELS, _MAX_PIXELS, _MAX_SIDE = 655_360, 3840 * 2160, 3840
 
 
 def api_error(
@@ -101,8 +105,31 @@ def unauthorized(request: Recorded) -> Reply:
 
 
 def output_tokens(quality: str, size: str) -> int:
-    """Image output tokens OpenAI bills for one gpt-image image."""
-    return _OUTPUT_TOKENS[quality][size]
+    """Image output tokens OpenAI bills for one gpt-image image (other sizes: by pixel count)."""
+    by_size = _OUTPUT_TOKENS[quality]
+    if size in by_size:
+        return by_size[size]
+    width, height = parse_size(size)
+    return round(by_size["1024x1024"] * width * height / (1024 * 1024))
+
+
+def _takes_size(model: str, family: str, size: object) -> bool:
+    """Whether OpenAI accepts `size` for `model`."""
+    if size in _SIZES[family]:
+        return True
+    if not (isinstance(size, str) and model.startswith(_FLEXIBLE_SIZES)):
+        return False
+    try:
+        width, height = parse_size(size)
+    except ValueError:
+        return False
+    return (
+        width % 16 == 0
+        and height % 16 == 0
+        and max(width, height) <= _MAX_SIDE
+        and max(width, height) <= 3 * min(width, height)
+        and _MIN_PIXELS <= width * height <= _MAX_PIXELS
+    )
 
 
 def _family(model: str) -> str | None:
@@ -128,7 +155,7 @@ def images_api(request: Recorded, *, key: str = KEY) -> Reply:
     n = body.get("n", 1)
     size = body.get("size", "1024x1024")
     quality = body.get("quality")
-    if size not in _SIZES[family]:
+    if not _takes_size(model, family, size):
         return api_error(400, f"Invalid size '{size}' for {model}.", "invalid_size")
     if not isinstance(n, int) or not 1 <= n <= (1 if family == "dall-e-3" else 10):
         return api_error(400, f"Invalid 'n' for {model}: {n}.", "invalid_value")
@@ -231,13 +258,7 @@ def serving(
     if gates is None:
         gates = {
             model: {"model": model, "routing_strategy": "single", "timeout": 30}
-            for model in (
-                "dall-e-2",
-                "dall-e-3",
-                "gpt-image-1",
-                "gpt-image-1-mini",
-                "gpt-image-1.5",
-            )
+            for model in layer_openai.models.shipped()
         }
     with FakeServer() as server:
         server.add("POST", ROUTE, images_api)

@@ -22,7 +22,14 @@ from layer_core import ConfigError, Layer
 from layer_core.cli import cli
 from layer_core.testing import FakeServer, Recorded, Reply
 
-MODELS = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5")
+MODELS = (
+    "dall-e-2",
+    "dall-e-3",
+    "gpt-image-1",
+    "gpt-image-1-mini",
+    "gpt-image-1.5",
+    "gpt-image-2",
+)
 GPT_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 
 
@@ -35,8 +42,12 @@ def table(square: tuple[str, str], other: tuple[str, str]) -> dict[str, Decimal]
     }
 
 
+READ = date(2026, 11, 23)  # when the older prices were read
+REREAD = date(2026, 12, 2)  # when the catalogue was brought up to date
+
+
 @pytest.mark.parametrize(
-    ("model", "sizes", "qualities", "styles", "per_call", "prices", "retires"),
+    ("model", "sizes", "qualities", "styles", "per_call", "prices", "read", "retires"),
     [
         (
             "dall-e-2",
@@ -45,6 +56,7 @@ def table(square: tuple[str, str], other: tuple[str, str]) -> dict[str, Decimal]
             (),
             10,
             {"*/256x256": "0.016", "*/512x512": "0.018", "*/1024x1024": "0.020"},
+            READ,
             date(2026, 5, 12),
         ),
         (
@@ -61,6 +73,7 @@ def table(square: tuple[str, str], other: tuple[str, str]) -> dict[str, Decimal]
                 "hd/1792x1024": "0.12",
                 "hd/1024x1792": "0.12",
             },
+            READ,
             date(2026, 5, 12),
         ),
         (
@@ -70,6 +83,7 @@ def table(square: tuple[str, str], other: tuple[str, str]) -> dict[str, Decimal]
             (),
             10,
             table(("0.042", "0.167"), ("0.063", "0.25")),
+            READ,
             date(2026, 10, 23),
         ),
         (
@@ -79,6 +93,7 @@ def table(square: tuple[str, str], other: tuple[str, str]) -> dict[str, Decimal]
             (),
             10,
             table(("0.011", "0.036"), ("0.015", "0.052")),
+            READ,
             date(2026, 12, 1),
         ),
         (
@@ -88,7 +103,18 @@ def table(square: tuple[str, str], other: tuple[str, str]) -> dict[str, Decimal]
             (),
             10,
             table(("0.034", "0.133"), ("0.050", "0.200")),
+            READ,
             date(2026, 12, 1),
+        ),
+        (
+            "gpt-image-2",
+            GPT_SIZES,
+            ("standard", "hd"),
+            (),
+            10,
+            table(("0.053", "0.211"), ("0.041", "0.165")),
+            REREAD,
+            None,
         ),
     ],
 )
@@ -99,7 +125,8 @@ def test_each_model_declares_its_sizes_parameters_prices_and_retirement(
     styles: tuple[str, ...],
     per_call: int,
     prices: dict[str, Any],
-    retires: date,
+    read: date,
+    retires: date | None,
 ) -> None:
     spec = {s.id: s for s in OpenAIProvider().models()}[model]
     assert spec.provider == "openai"
@@ -109,11 +136,11 @@ def test_each_model_declares_its_sizes_parameters_prices_and_retirement(
     assert spec.max_images_per_call == per_call
     assert not spec.supports_seed
     assert spec.prices == {k: Decimal(v) for k, v in prices.items()}
-    assert spec.price_date == date(2026, 11, 23)
+    assert spec.price_date == read
     assert spec.deprecated == retires
 
 
-def test_the_provider_serves_the_five_models_and_names_its_key() -> None:
+def test_the_provider_serves_the_shipped_models_and_names_its_key() -> None:
     provider = OpenAIProvider()
     assert [s.id for s in provider.models()] == list(MODELS)
     assert provider.available() == (False, "OPENAI_API_KEY is not set")
@@ -280,13 +307,18 @@ def test_the_documented_settings_example_is_valid(
     tmp_path: Path, layer_factory: Callable[..., Layer]
 ) -> None:
     guide = Path(__file__).resolve().parents[3] / "docs" / "providers" / "openai.md"
-    (example,) = re.findall(r"```toml\n(.*?)```", guide.read_text(), flags=re.S)
+    extra, example = re.findall(r"```toml\n(.*?)```", guide.read_text(), flags=re.S)
     config = tmp_path / "plugins.toml"
     config.write_text(f"ledger = false\n{example}")
     layer = layer_factory(config, plugins=[OpenAIProvider()], load_entry_points=False, environ={})
-    assert [s.id for s in layer.models()] == ["gpt-image-1.5", "sdxl-turbo"]
-    assert layer.catalog["gpt-image-1.5"].price("standard", "1024x1024") == Decimal("0.03")
+    assert [s.id for s in layer.models()] == ["gpt-image-2", "sdxl-turbo"]
+    assert layer.catalog["gpt-image-2"].price("standard", "1024x1024") == Decimal("0.03")
     assert layer.catalog["sdxl-turbo"].max_images_per_call == 4
+    config.write_text(f"ledger = false\n{extra}")
+    layer = layer_factory(config, plugins=[OpenAIProvider()], load_entry_points=False, environ={})
+    declared = layer.catalog["gpt-image-2.6-flare"]
+    assert declared.price("hd", "1536x1024") == Decimal("0.20")
+    assert declared.deprecated is None
 
 
 def test_building_a_layer_with_the_plugin_does_not_import_the_sdk() -> None:

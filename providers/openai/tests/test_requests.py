@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from decimal import Decimal
 from email.message import Message
@@ -66,6 +67,12 @@ PROMPT = "A cozy coffee shop interior"
             {"size": "1024x1536", "count": 4},
             {"n": 4, "size": "1024x1536", "quality": "medium"},
             id="gpt-image-1.5: medium when no quality is asked",
+        ),
+        pytest.param(
+            "gpt-image-2",
+            {"size": "1536x1024", "quality": "hd", "style": "natural", "count": 10},
+            {"n": 10, "size": "1536x1024", "quality": "high"},
+            id="gpt-image-2: hd is high, no style, n up to 10",
         ),
     ],
 )
@@ -290,6 +297,12 @@ def ask(body: dict[str, Any], key: str = KEY) -> Reply:
         {"model": "gpt-image-1", "style": "vivid"},
         {"model": "dall-e-3", "size": "512x512"},
         {"model": "gpt-image-1", "quality": "hd"},
+        {"model": "gpt-image-1", "size": "1792x1024"},
+        {"model": "gpt-image-2", "size": "512x512"},  # under its pixel floor
+        {"model": "gpt-image-2", "size": "1000x1000"},  # sides not multiples of 16
+        {"model": "gpt-image-2", "size": "3840x1024"},  # wider than 3:1
+        {"model": "gpt-image-2", "size": "4096x2304"},  # over 3840x2160
+        {"model": "gpt-image-2", "response_format": "b64_json"},
     ],
 )
 def test_the_fake_api_refuses_what_openai_refuses(forbidden: dict[str, Any]) -> None:
@@ -298,6 +311,20 @@ def test_the_fake_api_refuses_what_openai_refuses(forbidden: dict[str, Any]) -> 
     reply = ask({"prompt": "p", **forbidden})
     assert reply.status == 400
     assert reply.json["error"]["message"]
+
+
+@pytest.mark.parametrize("size", ["1792x1024", "1024x1792", "2048x2048", "3840x2160", "auto"])
+def test_the_fake_api_takes_any_size_gpt_image_2_takes(size: str) -> None:
+    """gpt-image-2 takes sizes beyond the three listed ones (its SDK documents the rules)."""
+    reply = ask({"prompt": "p", "model": "gpt-image-2", "size": size, "quality": "low"})
+    assert reply.status == 200
+    served = "1024x1024" if size == "auto" else size
+    _, width, height = image_info(base64.b64decode(reply.json["data"][0]["b64_json"]))
+    assert f"{width}x{height}" == served
+    assert reply.json["usage"]["output_tokens"] == output_tokens("low", served)
+    assert ask({"prompt": "p", "model": "gpt-image-1.5", "size": size}).status == (
+        200 if size == "auto" else 400
+    )
 
 
 def test_the_fake_api_refuses_a_wrong_key_as_openai_does_without_echoing_it() -> None:
