@@ -85,12 +85,13 @@ def test_explain_lists_candidates_with_costs_and_every_rejection() -> None:
     assert "candidates, in the order they would be tried" in out
     from layer_core import Layer
 
-    plan = Layer(DEMO).explain("default", {"prompt": "a prompt", "size": "512x512"})
+    layer = Layer(DEMO)
+    plan = layer.explain("default", {"prompt": "a prompt", "size": "512x512"})
     for _number, candidate in enumerate(plan.candidates, 1):
         assert candidate.id in out
     for rejection in plan.rejected:
         assert rejection.reason in out
-    assert len(plan.candidates) + len(plan.rejected) == 5
+    assert len(plan.candidates) + len(plan.rejected) == len(layer.gates()["default"].pool)
     assert plan.candidates[-1].id == "local"
 
 
