@@ -31,6 +31,9 @@ from layer_core.sizes import (
 __all__ = ["MODELS", "AspectRatio", "Fitted", "ReplicateModel", "WidthHeight", "model_for"]
 
 PRICE_DATE = date(2026, 11, 23)
+# Checked again 2026-12-02: replicate.com/black-forest-labs/flux-pro still lists $0.055 per image;
+# no retirement of these models is announced in what could be read (so none has `deprecated`);
+# the other prices could not be read again, so they keep their date.
 
 
 class Fitted(NamedTuple):

@@ -21,6 +21,8 @@ from layer_core.sizes import closest_dimensions, sizes_for_dimensions
 PROVIDER = "stability"
 USD_PER_CREDIT = Decimal("0.01")
 PRICE_DATE = date(2026, 11, 23)
+# Checked again 2026-12-02: no retirement of these models or of the v2beta endpoints is announced
+# in what could be read (so none has `deprecated`); the price list could not be read again.
 #: The REST API's longest prompt.
 MAX_PROMPT_CHARS = 10_000
 #: Seeds Stability can honour: 0 asks it for a random one, and 2**32 - 1 is out of its range.
