@@ -82,12 +82,14 @@ def test_explain_lists_candidates_with_costs_and_every_rejection() -> None:
         "--config", DEMO, "explain", "a prompt", "--gate", "default", "--size", "512x512"
     )
     assert code == 0, out
-    assert "candidates, in the order they would be tried" in out
     from layer_core import Layer
 
     plan = Layer(DEMO).explain("default", {"prompt": "a prompt", "size": "512x512"})
-    for _number, candidate in enumerate(plan.candidates, 1):
-        assert candidate.id in out
+    rows = [line.split("\t") for line in out.splitlines() if "\t" in line]
+    assert rows[0] == ["#", "model", "provider", "per image", "estimate", "notes"]
+    assert [row[:2] for row in rows[1:]] == [
+        [str(number), c.id] for number, c in enumerate(plan.candidates, 1)
+    ]
     for rejection in plan.rejected:
         assert rejection.reason in out
     assert len(plan.candidates) + len(plan.rejected) == 5
