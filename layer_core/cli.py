@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from layer_core.batch import BatchInput, BatchSummary, FileFormat
+    from layer_core.catalog import ModelSpec
     from layer_core.layer import Layer
     from layer_core.ledger import CostReport
     from layer_core.policy import Plan
@@ -576,52 +577,91 @@ def _print_plan(the_plan: Plan, layer: Layer) -> None:
 
 
 @cli.command()
+@click.argument("model_id", metavar="[ID]", required=False)
 @click.option("--provider", help="Only this provider's models.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def models(ctx: click.Context, provider: str | None, as_json: bool) -> None:
-    """List the catalogue: sizes, parameters, prices (with their date) and availability."""
-    from rich.table import Table
+def models(ctx: click.Context, model_id: str | None, provider: str | None, as_json: bool) -> None:
+    """List the catalogue: each model's provider, price per image and status.
 
+    With ID (a model id or alias): everything about that model, its sizes, qualities, styles,
+    images per call, seed support, every price with the date it was read.
+    """
     with _errors():
         layer = _layer(ctx)
+    if model_id is not None:
+        _print_model(layer, model_id, as_json)
+        return
+    unavailable = layer.unavailable()
     specs = [s for s in layer.models() if provider is None or s.provider == provider]
+    if as_json:
+        click.echo(json.dumps([_model_json(s, unavailable) for s in specs], indent=2))
+        return
+    _table(
+        _console(),
+        [
+            _Column("model"),
+            _Column("provider"),
+            _Column("per image", right=True),
+            _Column("status", whole=False),
+        ],
+        [[s.id, s.provider, _price_range(s), _model_status(s, unavailable)] for s in specs],
+        title=f"{len(specs)} model(s); `layer models ID` shows one in full",
+    )
+
+
+def _model_json(spec: ModelSpec, unavailable: Mapping[str, str]) -> dict[str, Any]:
+    return {**spec.model_dump(mode="json"), "available": spec.provider not in unavailable}
+
+
+def _model_status(spec: ModelSpec, unavailable: Mapping[str, str]) -> list[str]:
+    status = [unavailable.get(spec.provider, "available")]
+    if spec.deprecated:
+        status.append(f"retires {spec.deprecated.isoformat()}")
+    return status
+
+
+def _price_range(spec: ModelSpec) -> str:
+    low, high = min(spec.prices.values()), max(spec.prices.values())
+    return _money(low) if low == high else f"{_money(low)}-{_money(high)}"
+
+
+def _print_model(layer: Layer, model_id: str, as_json: bool) -> None:
+    """`layer models ID`: one row per field of the model's spec, under its JSON name."""
+    from layer_core.errors import UnknownModel
+
+    spec = layer.catalog.resolve(model_id)
+    if spec is None:
+        error = UnknownModel(model_id, layer.catalog.names(), field="ID")
+        _say(_console(stderr=True), "error", str(error))
+        raise SystemExit(2)
     unavailable = layer.unavailable()
     if as_json:
-        rows = [
-            {**s.model_dump(mode="json"), "available": s.provider not in unavailable} for s in specs
-        ]
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(_model_json(spec, unavailable), indent=2))
         return
-    table = Table(title=f"{len(specs)} model(s)")
-    for column in (
-        "model",
-        "provider",
-        "sizes",
-        "quality / style",
-        "per call",
-        "seed",
-        "prices (USD/image)",
-        "status",
-    ):
-        table.add_column(column)
-    for s in specs:
-        prices = "\n".join(f"{k} {_money(v)}" for k, v in s.prices.items())
-        prices += f"\n(read {s.price_date.isoformat()})"
-        status = unavailable.get(s.provider, "available")
-        if s.deprecated:
-            status += f"\nretires {s.deprecated.isoformat()}"
-        table.add_row(
-            s.id,
-            s.provider,
-            "\n".join(s.sizes),
-            f"{'/'.join(s.qualities) or '-'}\n{'/'.join(s.styles) or '-'}",
-            str(s.max_images_per_call),
-            "yes" if s.supports_seed else "no",
-            prices,
-            status,
-        )
-    _console().print(table)
+    rows: list[list[_Cell]] = []
+    for name, value in spec.model_dump(mode="json").items():
+        cell: _Cell
+        if name in ("delivered", "deprecated"):
+            continue  # shown with the sizes, and in the status
+        if name == "sizes":
+            cell = [
+                f"{s} (delivers {spec.delivered[s]})" if s in spec.delivered else s for s in value
+            ]
+        elif name == "prices":
+            cell = [f"{key} {_money(price)}" for key, price in spec.prices.items()]
+        elif isinstance(value, list):
+            cell = [str(v) for v in value] or "-"
+        elif isinstance(value, bool):
+            cell = "yes" if value else "no"
+        elif isinstance(value, float):
+            cell = f"{value:g}"
+        else:
+            cell = "-" if value in (None, "") else str(value)
+        rows.append([name, cell])
+        if name == "provider":
+            rows.append(["status", _model_status(spec, unavailable)])
+    _table(_console(), [_Column("field"), _Column("value", whole=False)], rows, header=False)
 
 
 @cli.command()

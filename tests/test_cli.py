@@ -105,12 +105,14 @@ def test_explain_json() -> None:
     assert plan["candidates"][0]["estimated_cost"] == "0"
 
 
-def test_models_lists_sizes_and_prices() -> None:
+def test_models_lists_the_models_and_models_id_their_sizes_and_prices() -> None:
     code, out = run("models")
     assert code == 0, out
-    assert "local" in out
-    assert "1792x1024" in out
-    assert "*/* $0" in out
+    assert "local\tlocal\t$0\tavailable" in out.splitlines()
+    code, out = run("models", "local")
+    assert code == 0, out
+    assert "sizes\t256x256, 512x512, 1024x1024, 1792x1024, 1024x1792" in out
+    assert "prices\t*/* $0" in out.splitlines()
     code, out = run("models", "--json")
     specs = {spec["id"]: spec for spec in json.loads(out)}  # other installed plugins may list more
     assert specs["local"]["available"] is True

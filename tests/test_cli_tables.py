@@ -7,10 +7,20 @@ the column names, then one tab-separated line per record; no box drawing, colour
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import pty
 import re
+import struct
+import subprocess
+import sys
+import termios
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from rich.cells import cell_len
 
@@ -71,6 +81,113 @@ def price_range(spec: ModelSpec) -> str:
 
 def catalogue() -> list[ModelSpec]:
     return Layer().models()
+
+
+def assert_models_table(out: str) -> None:
+    """No line over 80 columns; each model on a line with its id, provider and prices whole."""
+    lines = out.splitlines()
+    assert "…" not in out
+    assert max(cell_len(line.rstrip()) for line in lines) <= 80, out
+    starts = {tuple(line.split()[:3]) for line in lines if line.strip()}
+    for spec in catalogue():
+        assert (spec.id, spec.provider, price_range(spec)) in starts, (spec.id, out)
+
+
+def test_layer_models_fits_80_columns_with_every_id_and_price_whole() -> None:
+    code, out = terminal("models")
+    assert code == 0, out
+    assert_models_table(out)
+
+
+def test_layer_models_piped_is_one_plain_line_per_model() -> None:
+    code, out = piped("models")
+    assert code == 0, out
+    header, *rows = records(out)
+    assert header == ["model", "provider", "per image", "status"]
+    specs = catalogue()
+    assert [row[:3] for row in rows] == [[s.id, s.provider, price_range(s)] for s in specs]
+    (line,) = [line for line in out.splitlines() if "dall-e-3" in line]  # | grep dall-e-3
+    assert line.startswith("dall-e-3\topenai\t")
+    assert "OPENAI_API_KEY is not set" in line
+
+
+def test_layer_models_on_a_real_80_column_terminal_and_a_real_pipe() -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("COLUMNS", "LINES", "TTY_COMPATIBLE", "FORCE_COLOR", "NO_COLOR")
+    }
+    command = [sys.executable, "-m", "layer_core", "models"]
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=child, stderr=child, env={**env, "TERM": "xterm"}
+    )
+    os.close(child)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child's end closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(main)
+    assert process.wait(timeout=60) == 0, output
+    assert_models_table(ANSI.sub("", output.decode().replace("\r\n", "\n")))
+
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=True)
+    _, *rows = records(done.stdout)
+    assert [row[0] for row in rows] == [s.id for s in catalogue()]
+    assert [line for line in done.stdout.splitlines() if "dall-e-3" in line] == [
+        "\t".join(row) for row in rows if row[0] == "dall-e-3"
+    ]
+
+
+@pytest.mark.parametrize("run", [terminal, piped], ids=["terminal", "piped"])
+def test_layer_models_id_shows_the_model_in_full(run: Callable[..., tuple[int, str]]) -> None:
+    layer = Layer()
+    for name in ("dall-e-3", "black-forest-labs/flux-schnell", "local"):
+        spec = layer.catalog[name]
+        code, out = run("models", name)
+        assert code == 0, out
+        assert "…" not in out
+        assert re.search(rf"^id\s+{re.escape(spec.id)}$", out, re.M), out
+        for size in spec.sizes:
+            assert whole(size, out.replace(",", " ").replace("(", " ")), (size, out)
+        for size, delivered in spec.delivered.items():
+            assert f"{size} (delivers {delivered})" in out
+        for key, price in spec.prices.items():
+            assert f"{key} {money(price)}" in out
+        assert whole(spec.price_date.isoformat(), out)
+        assert re.search(rf"^max_images_per_call\s+{spec.max_images_per_call}$", out, re.M)
+        assert re.search(rf"^supports_seed\s+{'yes' if spec.supports_seed else 'no'}$", out, re.M)
+    code, out = run("models", "dall-e-3", "--json")
+    assert code == 0, out
+    assert json.loads(out) == {
+        **layer.catalog["dall-e-3"].model_dump(mode="json"),
+        "available": False,
+    }
+
+
+def test_layer_models_id_piped_is_one_field_per_line() -> None:
+    code, out = piped("models", "dall-e-3")
+    assert code == 0, out
+    fields = dict(records(out))  # every line is exactly "field<TAB>value"
+    spec = Layer().catalog["dall-e-3"]
+    assert fields["provider"] == "openai"
+    assert fields["sizes"] == ", ".join(spec.sizes)
+    assert fields["prices"] == ", ".join(f"{k} {money(v)}" for k, v in spec.prices.items())
+    assert fields["price_date"] == spec.price_date.isoformat()
+    assert fields["status"].startswith("OPENAI_API_KEY is not set")
+
+
+def test_an_unknown_model_id_exits_2_with_a_suggestion() -> None:
+    result = CliRunner().invoke(cli, ["models", "dall-e3"], env={"COLUMNS": "80"})
+    assert result.exit_code == 2
+    assert "unknown model 'dall-e3'; did you mean dall-e-3" in result.output
+    assert result.stdout == ""
 
 
 def test_layer_image_prints_every_file_path_whole(tmp_path: Path) -> None:
