@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import click
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from layer_core.batch import BatchInput, BatchSummary, FileFormat
+    from layer_core.catalog import ModelSpec
     from layer_core.layer import Layer
     from layer_core.ledger import CostReport
     from layer_core.policy import Plan
@@ -29,9 +30,114 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _console(stderr: bool = False) -> Console:
+    """A console on stdout (or stderr): wrapped to the terminal's width on a terminal; written as
+    is, no line ever broken, when the output goes to a pipe or a file."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
+class _Column(NamedTuple):
+    """A column of `_table`.
+
+    `whole` (ids, sizes, paths, amounts): a value is never cut nor broken across lines; the column
+    is as wide as its longest value. Otherwise free text, wrapped at spaces to fit the terminal.
+    `styles` colours a value on a terminal (value -> rich style).
+    """
+
+    name: str
+    whole: bool = True
+    right: bool = False
+    styles: Mapping[str, str] | None = None
+
+
+#: A cell: a value, or a list of values (one per line on a terminal, joined by ", " otherwise).
+_Cell = str | list[str]
+
+#: Free text wraps between words; a word longer than this may be broken to fit the terminal.
+_LONG_WORD = 20
+
+
+def _table(
+    console: Console,
+    columns: Sequence[_Column],
+    rows: Sequence[Sequence[_Cell]],
+    *,
+    title: str = "",
+    header: bool = True,
+    footer: Sequence[_Cell] = (),
+) -> None:
+    """Print rows: a table on a terminal, plain lines otherwise.
+
+    On a terminal: the title on a line of its own (so a path in it is never broken), then a table
+    whose `whole` columns are never cut nor broken and whose free-text columns wrap; the footer
+    (e.g. a total) under a rule. A table the terminal is too narrow for is printed wider than it,
+    for the terminal to wrap, rather than cut.
+    Otherwise (a pipe, a file): the column names, then one line per row and the footer, fields
+    separated by tabs; no title, box drawing, colour or wrapping, so grep, cut and awk work.
+    """
+    from rich import box
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    records = [*rows, *([footer] if footer else [])]
+    if not console.is_terminal:
+        lines = [[column.name for column in columns]] if header else []
+        lines += [
+            [cell if isinstance(cell, str) else ", ".join(cell) for cell in r] for r in records
+        ]
+        for fields in lines:
+            click.echo("\t".join(" ".join(field.split()) for field in fields), console.file)
+        return
+
+    def joined(cell: _Cell) -> str:
+        return cell if isinstance(cell, str) else "\n".join(cell)
+
+    def least_width(i: int, column: _Column) -> int:
+        """A whole column's longest line; a free-text column's longest word (up to _LONG_WORD)."""
+        values = [column.name] if header else []
+        values += [joined(record[i]) for record in records]
+        if column.whole:
+            return max(
+                (cell_len(line) for value in values for line in value.splitlines()), default=0
+            )
+        longest = max((cell_len(word) for value in values for word in value.split()), default=0)
+        return min(longest, _LONG_WORD)
+
+    widths = [least_width(i, column) for i, column in enumerate(columns)]
+    needed = sum(widths) + 2 * (len(columns) - 1)  # between columns: a space, a (blank) rule
+    table = Table(
+        box=box.SIMPLE,
+        show_header=header,
+        show_footer=bool(footer),
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        width=needed if needed > console.width else None,
+    )
+    for i, (column, width) in enumerate(zip(columns, widths, strict=True)):
+        table.add_column(
+            column.name,
+            footer=Text(joined(footer[i])) if footer else "",
+            justify="right" if column.right else "left",
+            no_wrap=column.whole,
+            min_width=width,
+            overflow="fold",
+        )
+    for row in rows:
+        values = [joined(cell) for cell in row]
+        table.add_row(
+            *(
+                Text(v, style=(c.styles or {}).get(v, ""))
+                for c, v in zip(columns, values, strict=True)
+            )
+        )
+    if title:
+        console.print(title, markup=False, soft_wrap=True, style="bold")
+    console.print(table, crop=False)
 
 
 def _money(amount: Decimal | float) -> str:
@@ -157,7 +263,7 @@ def image(ctx: click.Context, /, prompt: str, out: Path, as_json: bool, **option
             )
             return
         _print_response(response, files, layer)
-        _console().print(f"gallery: {gallery_page}", markup=False)
+        _console().print(f"gallery: {gallery_page}", markup=False, soft_wrap=True)
 
 
 @cli.command()
@@ -276,37 +382,46 @@ async def _run_batch(
 
 
 def _print_summary(summary: BatchSummary, out: Path, console: Console) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=f"batch into {escape(str(out))}: {summary.state}", show_header=False)
-    table.add_column("")
-    table.add_column("", justify="right")
-    for label, value in (
-        ("requests in the file", summary.total),
-        ("already done (skipped)", summary.skipped),
-        ("succeeded now", summary.ok),
-        ("failed", summary.failed),
-        ("not reached", summary.todo - summary.done),
-        ("images saved", summary.images),
-        ("spent", _money(summary.cost)),
-        ("time", f"{summary.elapsed:.1f} s"),
-    ):
-        table.add_row(label, str(value))
-    console.print(table)
-    if summary.failures:
-        failures = Table(title="failed (recorded in results.jsonl; a rerun retries them)")
-        for column in ("id", "prompt", "error"):
-            failures.add_column(column, overflow="fold")
-        for result in summary.failures[:20]:
-            error = f"{type(result.error).__name__}: {result.error}"
-            failures.add_row(
-                escape(result.id), escape((result.prompt or "")[:60]), escape(error[:400])
+    _table(
+        console,
+        [_Column("", whole=False), _Column("", right=True)],
+        [
+            [label, str(value)]
+            for label, value in (
+                ("requests in the file", summary.total),
+                ("already done (skipped)", summary.skipped),
+                ("succeeded now", summary.ok),
+                ("failed", summary.failed),
+                ("not reached", summary.todo - summary.done),
+                ("images saved", summary.images),
+                ("spent", _money(summary.cost)),
+                ("time", f"{summary.elapsed:.1f} s"),
             )
-        console.print(failures)
+        ],
+        title=f"batch into {out}: {summary.state}",
+        header=False,
+    )
+    if summary.failures:
+        _table(
+            console,
+            [_Column("id"), _Column("prompt", whole=False), _Column("error", whole=False)],
+            [
+                [
+                    result.id,
+                    (result.prompt or "")[:60],
+                    f"{type(result.error).__name__}: {result.error}"[:400],
+                ]
+                for result in summary.failures[:20]
+            ],
+            title="failed (recorded in results.jsonl; a rerun retries them)",
+        )
         if len(summary.failures) > 20:
             console.print(f"... and {len(summary.failures) - 20} more", markup=False)
-    console.print(f"results: {out / 'results.jsonl'}\ngallery: {out / 'index.html'}", markup=False)
+    console.print(
+        f"results: {out / 'results.jsonl'}\ngallery: {out / 'index.html'}",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 @cli.command()
@@ -322,22 +437,28 @@ def gallery(directory: Path) -> None:
     page = write_gallery(directory)
     records = latest_results(directory)
     images = sum(len(r.get("files") or []) for r in records.values())
-    _console().print(f"{page}: {len(records)} request(s), {images} image(s)", markup=False)
+    _console().print(
+        f"{page}: {len(records)} request(s), {images} image(s)", markup=False, soft_wrap=True
+    )
 
 
 def _print_response(response: ImageResponse, files: list[Path], layer: Layer) -> None:
-    from rich.table import Table
-
     console = _console()
-    table = Table(title=f"{len(files)} image(s) via gate {response.gate_id!r}")
-    table.add_column("file", overflow="fold")
-    for column in ("model", "size", "seed", "cost"):
-        table.add_column(column, justify="right" if column in ("seed", "cost") else "left")
-    for path, img in zip(files, response.images, strict=True):
-        table.add_row(
-            str(path), img.model, img.size or "", str(img.seed or ""), _money(img.cost_exact)
-        )
-    console.print(table)
+    _table(
+        console,
+        [
+            _Column("file"),
+            _Column("model"),
+            _Column("size"),
+            _Column("seed", right=True),
+            _Column("cost", right=True),
+        ],
+        [
+            [str(path), img.model, img.size or "", str(img.seed or ""), _money(img.cost_exact)]
+            for path, img in zip(files, response.images, strict=True)
+        ],
+        title=f"{len(files)} image(s) via gate {response.gate_id!r}",
+    )
     console.print(f"total {_money(response.cost_exact)} in {response.latency:.0f} ms")
     for warning in response.warnings:
         _say(console, "warning", warning)
@@ -417,8 +538,6 @@ def _plan_dict(the_plan: Plan) -> dict[str, Any]:
 
 
 def _print_plan(the_plan: Plan, layer: Layer) -> None:
-    from rich.table import Table
-
     console = _console()
     gate = layer.gates()[the_plan.gate_id]
     console.print(
@@ -426,19 +545,29 @@ def _print_plan(the_plan: Plan, layer: Layer) -> None:
         f", quality {the_plan.quality or '-'}, style {the_plan.style or '-'}",
         markup=False,
     )
-    table = Table(title="candidates, in the order they would be tried")
-    for column in ("#", "model", "provider", "per image", "estimate", "notes"):
-        table.add_column(column)
-    for number, c in enumerate(the_plan.candidates, 1):
-        table.add_row(
-            str(number),
-            c.id,
-            c.model.provider,
-            _money(c.price),
-            _money(c.estimated_cost),
-            "; ".join(c.warnings),
-        )
-    console.print(table)
+    _table(
+        console,
+        [
+            _Column("#", right=True),
+            _Column("model"),
+            _Column("provider"),
+            _Column("per image", right=True),
+            _Column("estimate", right=True),
+            _Column("notes", whole=False),
+        ],
+        [
+            [
+                str(number),
+                c.id,
+                c.model.provider,
+                _money(c.price),
+                _money(c.estimated_cost),
+                "; ".join(c.warnings),
+            ]
+            for number, c in enumerate(the_plan.candidates, 1)
+        ],
+        title="candidates, in the order they would be tried",
+    )
     if not the_plan.candidates:
         console.print("[red]no candidate: this request would fail with NoEligibleModel[/red]")
     if the_plan.rejected:
@@ -448,55 +577,93 @@ def _print_plan(the_plan: Plan, layer: Layer) -> None:
 
 
 @cli.command()
+@click.argument("model_id", metavar="[ID]", required=False)
 @click.option("--provider", help="Only this provider's models.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def models(ctx: click.Context, provider: str | None, as_json: bool) -> None:
-    """List the catalogue: sizes, parameters, prices (with their date) and availability."""
-    from rich.table import Table
+def models(ctx: click.Context, model_id: str | None, provider: str | None, as_json: bool) -> None:
+    """List the catalogue: each model's provider, price per image and status.
 
-    import layer_core.catalog
-
+    With ID (a model id or alias): everything about that model, its sizes, qualities, styles,
+    images per call, seed support, every price with the date it was read.
+    """
     with _errors():
         layer = _layer(ctx)
-    specs = [s for s in layer.models() if provider is None or s.provider == provider]
-    unavailable = layer.unavailable()
-    today = layer_core.catalog.today()
-    if as_json:
-        rows = [
-            {**s.model_dump(mode="json"), "available": s.provider not in unavailable} for s in specs
-        ]
-        click.echo(json.dumps(rows, indent=2))
+    if model_id is not None:
+        _print_model(layer, model_id, as_json)
         return
-    table = Table(title=f"{len(specs)} model(s)")
-    for column in (
-        "model",
-        "provider",
-        "sizes",
-        "quality / style",
-        "per call",
-        "seed",
-        "prices (USD/image)",
-        "status",
-    ):
-        table.add_column(column)
-    for s in specs:
-        prices = "\n".join(f"{k} {_money(v)}" for k, v in s.prices.items())
-        prices += f"\n(read {s.price_date.isoformat()})"
-        status = unavailable.get(s.provider, "available")
-        if s.deprecated:
-            status += f"\n{layer_core.catalog.retirement(s.deprecated, today)}"
-        table.add_row(
-            s.id,
-            s.provider,
-            "\n".join(s.sizes),
-            f"{'/'.join(s.qualities) or '-'}\n{'/'.join(s.styles) or '-'}",
-            str(s.max_images_per_call),
-            "yes" if s.supports_seed else "no",
-            prices,
-            status,
-        )
-    _console().print(table)
+    unavailable = layer.unavailable()
+    specs = [s for s in layer.models() if provider is None or s.provider == provider]
+    if as_json:
+        click.echo(json.dumps([_model_json(s, unavailable) for s in specs], indent=2))
+        return
+    _table(
+        _console(),
+        [
+            _Column("model"),
+            _Column("provider"),
+            _Column("per image", right=True),
+            _Column("status", whole=False),
+        ],
+        [[s.id, s.provider, _price_range(s), _model_status(s, unavailable)] for s in specs],
+        title=f"{len(specs)} model(s); `layer models ID` shows one in full",
+    )
+
+
+def _model_json(spec: ModelSpec, unavailable: Mapping[str, str]) -> dict[str, Any]:
+    return {**spec.model_dump(mode="json"), "available": spec.provider not in unavailable}
+
+
+def _model_status(spec: ModelSpec, unavailable: Mapping[str, str]) -> list[str]:
+    import layer_core.catalog  # the module, not its names: tests put another day in its place
+
+    status = [unavailable.get(spec.provider, "available")]
+    if spec.deprecated:
+        status.append(layer_core.catalog.retirement(spec.deprecated, layer_core.catalog.today()))
+    return status
+
+
+def _price_range(spec: ModelSpec) -> str:
+    low, high = min(spec.prices.values()), max(spec.prices.values())
+    return _money(low) if low == high else f"{_money(low)}-{_money(high)}"
+
+
+def _print_model(layer: Layer, model_id: str, as_json: bool) -> None:
+    """`layer models ID`: one row per field of the model's spec, under its JSON name."""
+    from layer_core.errors import UnknownModel
+
+    spec = layer.catalog.resolve(model_id)
+    if spec is None:
+        error = UnknownModel(model_id, layer.catalog.names(), field="ID")
+        _say(_console(stderr=True), "error", str(error))
+        raise SystemExit(2)
+    unavailable = layer.unavailable()
+    if as_json:
+        click.echo(json.dumps(_model_json(spec, unavailable), indent=2))
+        return
+    rows: list[list[_Cell]] = []
+    for name, value in spec.model_dump(mode="json").items():
+        cell: _Cell
+        if name in ("delivered", "deprecated"):
+            continue  # shown with the sizes, and in the status
+        if name == "sizes":
+            cell = [
+                f"{s} (delivers {spec.delivered[s]})" if s in spec.delivered else s for s in value
+            ]
+        elif name == "prices":
+            cell = [f"{key} {_money(price)}" for key, price in spec.prices.items()]
+        elif isinstance(value, list):
+            cell = [str(v) for v in value] or "-"
+        elif isinstance(value, bool):
+            cell = "yes" if value else "no"
+        elif isinstance(value, float):
+            cell = f"{value:g}"
+        else:
+            cell = "-" if value in (None, "") else str(value)
+        rows.append([name, cell])
+        if name == "provider":
+            rows.append(["status", _model_status(spec, unavailable)])
+    _table(_console(), [_Column("field"), _Column("value", whole=False)], rows, header=False)
 
 
 @cli.command()
@@ -506,30 +673,41 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     """List plugins: distribution, version, status, providers, hooks, and why any failed."""
     from dataclasses import asdict
 
-    from rich.markup import escape
-    from rich.table import Table
-
     with _errors():
         layer = _layer(ctx)
     infos = layer.plugins()
     if as_json:
         click.echo(json.dumps([asdict(i) for i in infos], indent=2))
         return
-    table = Table(title="plugins")
-    for column in ("plugin", "distribution", "version", "status", "providers", "hooks", "notes"):
-        table.add_column(column)
-    for info in infos:
-        colour = {"ok": "green", "failed": "red", "disabled": "yellow"}[info.status]
-        table.add_row(
+    console = _console()
+    columns = [
+        _Column("plugin"),
+        _Column("distribution"),
+        _Column("version"),
+        _Column("status", styles={"ok": "green", "failed": "red", "disabled": "yellow"}),
+        _Column("providers"),
+        _Column("other hooks"),  # register_providers is what the providers column shows
+        _Column("notes", whole=False),
+    ]
+    rows: list[list[_Cell]] = [
+        [
             info.name,
             info.distribution or "-",
             info.version or "-",
-            f"[{colour}]{info.status}[/{colour}]",
-            ", ".join(info.providers),
-            ", ".join(info.hooks),
-            escape(info.error or info.note or ""),
-        )
-    _console().print(table)
+            info.status,
+            info.providers or "-",
+            [h for h in info.hooks if h != "register_providers"] or "-",
+            info.error or info.note or "",
+        ]
+        for info in infos
+    ]
+    if not console.is_terminal:  # a pipe: the notes are the last field of each line
+        _table(console, columns, rows)
+        return
+    _table(console, columns[:-1], [row[:-1] for row in rows], title="plugins")
+    for info, row in zip(infos, rows, strict=True):  # the notes under it, at full width
+        if row[-1]:
+            console.print(f"{info.name}: {row[-1]}", markup=False)
 
 
 @cli.command()
@@ -537,8 +715,6 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def gates(ctx: click.Context, as_json: bool) -> None:
     """List the configured gates."""
-    from rich.table import Table
-
     with _errors():
         layer = _layer(ctx)
     all_gates = layer.gates()
@@ -547,20 +723,27 @@ def gates(ctx: click.Context, as_json: bool) -> None:
             json.dumps({k: g.model_dump(mode="json") for k, g in all_gates.items()}, indent=2)
         )
         return
-    table = Table(title=f"gates (config: {layer.config.source})")
-    for column in ("gate", "strategy", "pool", "defaults", "limits"):
-        table.add_column(column)
+    rows: list[list[_Cell]] = []
     for gate in all_gates.values():
-        defaults = ", ".join(f"{k}={v}" for k, v in gate.defaults.model_dump().items() if v)
+        defaults = [f"{k}={v}" for k, v in gate.defaults.model_dump().items() if v]
         limits = [f"retries {gate.retries}", f"timeout {gate.timeout:g}s"]
         if gate.max_cost_per_image is not None:
             limits.append(f"max {_money(gate.max_cost_per_image)}/image")
         if gate.budget is not None:
             limits.append(f"budget {_money(gate.budget.amount)} {gate.budget.period}")
-        table.add_row(
-            gate.id, gate.routing_strategy, "\n".join(gate.pool), defaults or "-", "\n".join(limits)
-        )
-    _console().print(table)
+        rows.append([gate.id, gate.routing_strategy, list(gate.pool), defaults or "-", limits])
+    _table(
+        _console(),
+        [
+            _Column("gate"),
+            _Column("strategy"),
+            _Column("pool"),
+            _Column("defaults"),
+            _Column("limits", whole=False),
+        ],
+        rows,
+        title=f"gates (config: {layer.config.source})",
+    )
 
 
 @cli.command()
@@ -612,31 +795,32 @@ def _print_csv(report: CostReport) -> None:
 
 
 def _print_costs(report: CostReport, layer: Layer) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
     window = " ".join(
         f"{word} {moment:%Y-%m-%d %H:%M} UTC"
         for word, moment in (("since", report.since), ("until", report.until))
         if moment is not None
     )
-    table = Table(title=escape(f"spend {window or 'to date'} ({layer.ledger!r})"))
-    for name in report.by:
-        table.add_column(name, overflow="fold")
-    for column in ("requests", "images", "cost"):
-        table.add_column(column, justify="right")
-    if report.by:
-        for row in report.rows:
-            table.add_row(
-                *(escape(v) if v is not None else "-" for v in row.group.values()),
-                str(row.requests),
-                str(row.images),
-                _money(row.cost),
-            )
-        table.add_section()
+    rows: list[list[_Cell]] = [
+        [
+            *(v if v is not None else "-" for v in row.group.values()),
+            str(row.requests),
+            str(row.images),
+            _money(row.cost),
+        ]
+        for row in report.rows
+    ]
     label = ["total", *[""] * (len(report.by) - 1)] if report.by else []
-    table.add_row(*label, str(report.requests), str(report.images), _money(report.total))
-    _console().print(table)
+    total: list[_Cell] = [*label, str(report.requests), str(report.images), _money(report.total)]
+    _table(
+        _console(),
+        [
+            *(_Column(name) for name in report.by),
+            *(_Column(name, right=True) for name in ("requests", "images", "cost")),
+        ],
+        rows if report.by else [total],
+        title=f"spend {window or 'to date'} ({layer.ledger!r})",
+        footer=total if report.by else (),
+    )
 
 
 @cli.command()

@@ -82,13 +82,15 @@ def test_explain_lists_candidates_with_costs_and_every_rejection() -> None:
         "--config", DEMO, "explain", "a prompt", "--gate", "default", "--size", "512x512"
     )
     assert code == 0, out
-    assert "candidates, in the order they would be tried" in out
     from layer_core import Layer
 
     layer = Layer(DEMO)
     plan = layer.explain("default", {"prompt": "a prompt", "size": "512x512"})
-    for _number, candidate in enumerate(plan.candidates, 1):
-        assert candidate.id in out
+    rows = [line.split("\t") for line in out.splitlines() if "\t" in line]
+    assert rows[0] == ["#", "model", "provider", "per image", "estimate", "notes"]
+    assert [row[:2] for row in rows[1:]] == [
+        [str(number), c.id] for number, c in enumerate(plan.candidates, 1)
+    ]
     for rejection in plan.rejected:
         assert rejection.reason in out
     assert len(plan.candidates) + len(plan.rejected) == len(layer.gates()["default"].pool)
@@ -104,12 +106,14 @@ def test_explain_json() -> None:
     assert plan["candidates"][0]["estimated_cost"] == "0"
 
 
-def test_models_lists_sizes_and_prices() -> None:
+def test_models_lists_the_models_and_models_id_their_sizes_and_prices() -> None:
     code, out = run("models")
     assert code == 0, out
-    assert "local" in out
-    assert "1792x1024" in out
-    assert "*/* $0" in out
+    assert "local\tlocal\t$0\tavailable" in out.splitlines()
+    code, out = run("models", "local")
+    assert code == 0, out
+    assert "sizes\t256x256, 512x512, 1024x1024, 1792x1024, 1024x1792" in out
+    assert "prices\t*/* $0" in out.splitlines()
     code, out = run("models", "--json")
     specs = {spec["id"]: spec for spec in json.loads(out)}  # other installed plugins may list more
     assert specs["local"]["available"] is True
