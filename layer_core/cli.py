@@ -557,7 +557,14 @@ def gates(ctx: click.Context, as_json: bool) -> None:
         table.add_row(
             gate.id, gate.routing_strategy, "\n".join(gate.pool), defaults or "-", "\n".join(limits)
         )
-    _console().print(table)
+    console = _console()
+    console.print(table)
+    for gate_id in all_gates:
+        left_out = layer.left_out(gate_id)
+        if left_out:
+            from layer_core.layer import left_out_warning
+
+            _say(console, "warning", left_out_warning(left_out))
 
 
 @cli.command()
