@@ -34,7 +34,6 @@ CHECKS = [
     [
         "mypy",
         "layer_core",
-        "providers/local/layer_local",
         "providers/openai/layer_openai",
         "providers/stability/layer_stability",
         "providers/replicate/layer_replicate",

@@ -6,7 +6,7 @@ from datetime import date
 from typing import Literal
 
 import layer_core.catalog
-from layer_core.layer import Layer
+from layer_core.layer import Layer, left_out_warning
 from layer_core.schema import SIZES
 
 Finding = tuple[Literal["error", "warning"], str]
@@ -31,6 +31,10 @@ def check_layer(layer: Layer, today: date | None = None) -> list[Finding]:
             )
     for gate in layer.gates().values():
         where = f"[gates.{gate.id}]"
+        left_out = layer.left_out(gate.id)
+        if left_out:
+            fix = f"write a {where} to choose its models"
+            findings.append(("warning", f"{left_out_warning(left_out)} ({fix})"))
         specs = []
         for name in gate.pool:
             spec = catalog.resolve(name)

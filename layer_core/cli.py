@@ -744,6 +744,12 @@ def gates(ctx: click.Context, as_json: bool) -> None:
         rows,
         title=f"gates (config: {layer.config.source})",
     )
+    for gate_id in all_gates:
+        left_out = layer.left_out(gate_id)
+        if left_out:
+            from layer_core.layer import left_out_warning
+
+            _say(_console(), "warning", left_out_warning(left_out))
 
 
 @cli.command()

@@ -30,7 +30,7 @@ from layer_core.execution import Executor
 from layer_core.gates import OVERRIDE_FIELDS, Gate
 from layer_core.ledger import Hold, Ledger, LedgerRecord, Status, ledger_url, reservation_ttl
 from layer_core.plugins import PluginHost, PluginInfo, allow_list_from_env, build_host
-from layer_core.policy import Plan, ProviderState, money, plan
+from layer_core.policy import Plan, ProviderState, Rejection, money, plan
 from layer_core.provider import Provider, ProviderSettings
 from layer_core.schema import (
     Attempt,
@@ -102,8 +102,9 @@ class Layer:
             if not ok:
                 self._unavailable[name] = why or "not available"
         self._gates: dict[str, Gate] = dict(self.config.gates)
+        self._left_out: dict[str, tuple[Rejection, ...]] = {}
         if DEFAULT_GATE not in self._gates:
-            self._gates[DEFAULT_GATE] = self._builtin_default_gate()
+            self._gates[DEFAULT_GATE], self._left_out[DEFAULT_GATE] = self._builtin_default_gate()
         self._rotation: dict[str, int] = {}
         self._states: dict[str, ProviderState] = {}
         self._runner: _LoopThread | None = None
@@ -134,15 +135,43 @@ class Layer:
             specs.append(spec.with_prices(override) if override else spec)
         return specs
 
-    def _builtin_default_gate(self) -> Gate:
+    def _builtin_default_gate(self) -> tuple[Gate, tuple[Rejection, ...]]:
+        """The `default` gate when the config has none, and the models it leaves out (retired
+        ones: an app that wants them names them in a gate of its own)."""
         today = layer_core.catalog.today()
-        pool = [s.id for s in self._catalog.values() if not s.retired(today)]
-        return Gate(
+        pool: list[str] = []
+        left_out: list[Rejection] = []
+        for s in self._catalog.values():
+            if s.deprecated is not None and s.retired(today):
+                retired = layer_core.catalog.retirement(s.deprecated, today)
+                left_out.append(Rejection(s.id, f"{s.id}: {retired}"))
+            else:
+                pool.append(s.id)
+        description = "built in: every installed model, best quality first, placeholders last"
+        if left_out:
+            description += f"; {left_out_warning(left_out)}"
+        gate = Gate(
             id=DEFAULT_GATE,
-            description="built in: every installed model, best quality first, placeholders last",
+            description=description,
             fallback_models=tuple(pool) or ("local",),
             routing_strategy="quality",
         )
+        return gate, tuple(left_out)
+
+    def left_out(self, gate_id: str = DEFAULT_GATE) -> list[Rejection]:
+        """The models of the catalogue a built-in gate leaves out of its pool, each with why.
+
+        Only the built-in `default` gate (used when the config defines none) leaves models out:
+        those past their retirement date. A gate of the config never does (its pool is what it
+        names), so this is empty for it. They also appear in the gate's plans as rejections.
+        """
+        return list(self._left_out.get(gate_id, ()))
+
+    def _plan(self, request: ImageRequest, gate: Gate, state: ProviderState) -> Plan:
+        """The policy's plan, with what a built-in gate left out listed among the rejected."""
+        result = plan(request, gate, self._catalog, state)
+        left_out = self._left_out.get(gate.id)
+        return replace(result, rejected=result.rejected + left_out) if left_out else result
 
     def models(self) -> list[ModelSpec]:
         """The catalogue: every model of every loaded provider."""
@@ -238,7 +267,7 @@ class Layer:
                 log.warning("%s; the plan does not account for the budget", exc)
             else:
                 state = replace(state, budget_left=left)
-        result = plan(request, gate, self._catalog, state)
+        result = self._plan(request, gate, state)
         self._host.notify("on_plan", request=request, plan=result)
         return result
 
@@ -264,7 +293,7 @@ class Layer:
         notify("on_request", request=request, gate=gate)
         now = datetime.now(UTC)
         state = self._state(gate, now, advance=True)
-        first_plan = the_plan = plan(request, gate, self._catalog, state)
+        first_plan = the_plan = self._plan(request, gate, state)
         ledger = self._ledger
         hold: Hold | None = None
         notes: list[str] = []
@@ -294,6 +323,9 @@ class Layer:
                     ledger.record(record)
             raise
         first = outcome.images[0]
+        left_out = self._left_out.get(gate.id)
+        if left_out and all(self._catalog[image.model].placeholder for image in outcome.images):
+            notes.append(left_out_warning(left_out))  # why a placeholder served, not them
         response = ImageResponse(
             id=_new_id(),
             model=first.model,
@@ -563,6 +595,11 @@ class Layer:
             f"<Layer config={self.config.source!r} providers={sorted(self._host.providers)} "
             f"gates={sorted(self._gates)}>"
         )
+
+
+def left_out_warning(left_out: Sequence[Rejection]) -> str:
+    """One line naming the models the built-in default gate left out, and why."""
+    return "left out of the built-in default gate: " + "; ".join(r.reason for r in left_out)
 
 
 def _new_id() -> str:

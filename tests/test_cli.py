@@ -124,7 +124,7 @@ def test_plugins_lists_the_local_plugin() -> None:
     assert code == 0, out
     rows = {r["name"]: r for r in json.loads(out)}
     assert rows["local"]["status"] == "ok"
-    assert rows["local"]["distribution"] == "layer-local"
+    assert rows["local"]["distribution"] == "layer-core"
     assert rows["local"]["providers"] == ["local"]
 
 

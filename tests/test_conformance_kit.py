@@ -25,7 +25,7 @@ from layer_core.testing.conformance import ProviderConformance, override_reason
 
 class LocalSuite(ProviderConformance):
     entry_point = "local"
-    distribution = "layer-local"
+    distribution = "layer-core"
     remote_api = False
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 HEAVY = ("pydantic", "pluggy", "httpx", "click", "rich", "PIL", "pytest", "_pytest", "hypothesis")
 SDKS = ("openai", "replicate", "stability_sdk", "grpc", "PIL", "httpx", "aiohttp", "rich", "click")
-#: The plugins installed in the development environment, each with a provider SDK of its own.
-PLUGINS = ("layer_local", "layer_openai", "layer_replicate", "layer_stability")
+#: The plugins of the development environment (the core's built-in one and the three providers
+#: installed), each with a provider SDK or library of its own.
+PLUGINS = ("layer_core.builtin.local", "layer_openai", "layer_replicate", "layer_stability")
 TEST_KIT = ("pytest", "_pytest", "hypothesis")
 
 

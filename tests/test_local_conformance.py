@@ -1,4 +1,4 @@
-"""The local provider passes the conformance suite that every provider plugin runs."""
+"""The built-in local provider passes the conformance suite that every provider plugin runs."""
 
 from __future__ import annotations
 
@@ -7,5 +7,5 @@ from layer_core.testing.conformance import ProviderConformance
 
 class TestLocalConformance(ProviderConformance):
     entry_point = "local"
-    distribution = "layer-local"
+    distribution = "layer-core"  # a built-in plugin: the core ships it
     remote_api = False  # it draws offline: the error, key and wire tests skip, saying so

@@ -1,7 +1,11 @@
-"""layer's embedded default: an offline placeholder image generator (model id `local`).
+"""layer's embedded default: an offline placeholder image generator (plugin and model `local`).
 
 It draws a PNG from (prompt, size, quality, style, seed) with Pillow: no key, no network, free,
-and byte-identical for the same inputs. Pillow is imported on first use, not at plugin load.
+and byte-identical for the same inputs. It serves every layer size and up to 10 images per call.
+Gates route it last (it is a `placeholder` model), so it serves only when no real provider can,
+and the CLI then says which variable to set. It ships inside layer-core (entry point `local`), so
+an install of the core alone can always make an image; Pillow, a dependency of the core, is
+imported on first use, not at plugin load.
 """
 
 from __future__ import annotations

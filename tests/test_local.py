@@ -1,14 +1,14 @@
-"""The local placeholder provider: every size, seed-deterministic, free, offline."""
+"""The built-in local placeholder provider: every size, seed-deterministic, free, offline."""
 
 from __future__ import annotations
 
 import io
 
 import pytest
-from layer_local import LocalProvider, render
 from PIL import Image
 
 from layer_core import Layer
+from layer_core.builtin.local import LocalProvider, render
 from layer_core.schema import SIZES
 from layer_core.sizes import parse_size
 
