@@ -19,7 +19,7 @@ from typing import Any, Literal
 import pluggy
 
 from layer_core import hookspecs
-from layer_core.errors import PluginLoadError, PluginRegistrationError
+from layer_core.errors import PluginLoadError, PluginRegistrationError, did_you_mean
 from layer_core.provider import Provider
 
 log = logging.getLogger("layer.plugins")
@@ -134,12 +134,10 @@ class PluginHost:
         ]
         if unknown:
             self.pm.unregister(plugin)
-            import difflib  # only for the error message
-
             hints = []
             for name in unknown:
-                close = difflib.get_close_matches(name, _hook_names(), n=1)
-                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+                close = did_you_mean(name, _hook_names())
+                hints.append(f"{name!r}" + (f" ({close})" if close else ""))
             self._fail(info, "unknown hook " + ", ".join(hints))
             return
         info.hooks = sorted(c.name for c in (self.pm.get_hookcallers(plugin) or []))
