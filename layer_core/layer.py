@@ -24,6 +24,7 @@ from layer_core.errors import (
     OverrideNotAllowed,
     PluginRegistrationError,
     UnknownModel,
+    did_you_mean,
 )
 from layer_core.execution import Executor
 from layer_core.gates import OVERRIDE_FIELDS, Gate
@@ -39,6 +40,7 @@ from layer_core.schema import (
     ImageResponse,
     parse_request,
 )
+from layer_core.shipped import SHIPPED_MODELS, shipped_names, shipped_plugin
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -72,11 +74,11 @@ class Layer:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config: LayerConfig = load_config(config)
-        allow = allow_list_from_env()
+        allow, allow_source = allow_list_from_env(), "LAYER_PLUGINS"
         if allow is None:
-            allow = self.config.load
+            allow, allow_source = self.config.load, f"[plugins] load of {self.config.source}"
         self._host: PluginHost = build_host(
-            allow=allow, extra=plugins, entry_points=load_entry_points
+            allow=allow, allow_source=allow_source, extra=plugins, entry_points=load_entry_points
         )
         self._secrets: list[str] = []
         self._unavailable: dict[str, str] = {}
@@ -100,6 +102,7 @@ class Layer:
             ok, why = provider.available()
             if not ok:
                 self._unavailable[name] = why or "not available"
+        self._check_gate_models()
         self._gates: dict[str, Gate] = dict(self.config.gates)
         if DEFAULT_GATE not in self._gates:
             self._gates[DEFAULT_GATE] = self._builtin_default_gate()
@@ -132,6 +135,43 @@ class Layer:
             override = prices.get(spec.id)
             specs.append(spec.with_prices(override) if override else spec)
         return specs
+
+    def _check_gate_models(self) -> None:
+        """Every model a configured gate names is in the catalogue, or is a model of a shipped
+        plugin that is not loaded here (the plan says which plugin, and why it is not loaded).
+        Any other name is a `ConfigError` with the closest known name: a typo never leaves a
+        gate to fall silently to the models that remain. A name close to none is let through
+        only while some plugin that did not load could declare it."""
+        catalog = self._catalog
+        known = [*catalog.names(), *shipped_names()]
+        unseen = [
+            i.name for i in self._host.plugins if i.status != "ok" and i.name not in SHIPPED_MODELS
+        ]
+        problems = []
+        for gate in self.config.gates.values():
+            named = [("model", gate.model)] if gate.model else []
+            named += [("fallback_models", name) for name in gate.fallback_models]
+            for field, name in named:
+                if name in catalog or name in catalog.absent:
+                    continue
+                why = self._why_absent(name)
+                hint = did_you_mean(name, known)
+                if why is None and not hint and unseen:
+                    why = f"no loaded plugin declares it ({', '.join(unseen)} did not load)"
+                if why is not None:
+                    catalog.absent[name] = why
+                    continue
+                problems.append(
+                    f"{self.config.source}: [gates.{gate.id}] {field}: unknown model {name!r}; "
+                    + (hint or "no installed plugin declares it (`layer models` lists the models)")
+                )
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    def _why_absent(self, name: str) -> str | None:
+        """Why a model of a shipped plugin is not in the catalogue; None for any other name."""
+        plugin = shipped_plugin(name)
+        return None if plugin is None else self._host.why_not_loaded(plugin)
 
     def _builtin_default_gate(self) -> Gate:
         today = datetime.now(UTC).date()
@@ -189,7 +229,8 @@ class Layer:
         if request.model is not None:
             spec = self._catalog.resolve(request.model)
             if spec is None:
-                raise UnknownModel(request.model, self._catalog.names())
+                why = self._why_absent(request.model) or ""
+                raise UnknownModel(request.model, self._catalog.names(), why=why)
             primary = self._catalog.resolve(gate.model) if gate.model else None
             if spec is not primary and not gate.allows_override("model"):
                 raise OverrideNotAllowed(

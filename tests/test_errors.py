@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from layer_core import (
+    ConfigError,
+    Layer,
+    UnknownModel,
+)
 from layer_core.errors import did_you_mean
-from layer_core.testing import ScriptedProvider, make_spec
+from layer_core.testing import ScriptedProvider, make_spec, plugin_for
+from tests.helpers import layer_with
 
 
 @pytest.fixture
@@ -24,3 +34,151 @@ def test_did_you_mean_names_the_closest_or_nothing() -> None:
     )
     assert did_you_mean("zzz", ["local"]) == ""
     assert did_you_mean("nope", ["openai", "local"]) == ""  # sharing letters is not a typo
+
+
+# --- a gate naming a model ---------------------------------------------------------------
+
+
+def test_a_typo_in_a_gate_is_an_error_at_load_with_the_right_name(acme: ScriptedProvider) -> None:
+    gates = {"g": {"model": "acme-1", "fallback_models": ["acme-fsat", "local"]}}
+    with pytest.raises(ConfigError) as caught:
+        layer_with(acme, gates=gates)
+    assert str(caught.value) == (
+        "dict: [gates.g] fallback_models: unknown model 'acme-fsat'; did you mean 'acme-fast'?"
+    )
+    assert acme.calls == []
+
+
+def test_a_typo_of_a_shipped_model_is_caught_even_when_its_plugin_is_not_loaded() -> None:
+    local = ScriptedProvider("local", [make_spec("local", "local")])
+    with pytest.raises(
+        ConfigError, match="unknown model 'flux-shnell'; did you mean 'flux-schnell'"
+    ):
+        layer_with(local, gates={"g": {"model": "flux-shnell", "fallback_models": ["local"]}})
+    assert local.calls == []
+
+
+def test_every_unknown_model_is_reported_at_once(acme: ScriptedProvider) -> None:
+    gates = {"a": {"model": "acme-2"}, "b": {"model": "acme-1", "fallback_models": ["nothing"]}}
+    with pytest.raises(ConfigError) as caught:
+        layer_with(acme, gates=gates)
+    lines = str(caught.value).splitlines()
+    assert lines == [
+        "dict: [gates.a] model: unknown model 'acme-2'; did you mean 'acme-1'?",
+        "dict: [gates.b] fallback_models: unknown model 'nothing'; no installed plugin declares "
+        "it (`layer models` lists the models)",
+    ]
+
+
+def test_a_model_of_a_shipped_plugin_that_is_not_loaded_is_no_error_and_says_why(
+    acme: ScriptedProvider,
+) -> None:
+    gates = {
+        "g": {"model": "acme-1", "fallback_models": ["dall-e-3", "black-forest-labs/flux-dev"]}
+    }
+    layer = layer_with(acme, gates=gates)  # entry points not loaded: openai, replicate are not
+    rejected = {r.model: r.reason for r in layer.explain("g", {"prompt": "p"}).rejected}
+    assert rejected == {
+        "dall-e-3": "dall-e-3: plugin 'openai' is installed but not loaded",
+        "black-forest-labs/flux-dev": (
+            "black-forest-labs/flux-dev: plugin 'replicate' is installed but not loaded"
+        ),
+    }
+
+
+def test_a_disabled_plugin_is_called_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAYER_PLUGINS", "local")
+    layer = Layer(
+        {"ledger": False, "gates": {"g": {"model": "dall-e-3", "fallback_models": ["local"]}}}
+    )
+    (rejection,) = layer.explain("g", {"prompt": "p"}).rejected
+    assert rejection.reason == "dall-e-3: plugin 'openai' is disabled (not in LAYER_PLUGINS)"
+    with pytest.raises(UnknownModel) as caught:
+        layer.explain("default", {"prompt": "p"}, model="flux-schnell")
+    assert str(caught.value) == (
+        "model: 'flux-schnell' is not in the catalogue: "
+        "plugin 'replicate' is disabled (not in LAYER_PLUGINS)"
+    )
+
+
+def test_the_config_load_list_is_named_as_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "plugins.toml"
+    path.write_text(
+        '[plugins]\nload = ["local"]\n[gates.g]\nfallback_models = ["gpt-image-1", "local"]\n'
+    )
+    layer = Layer(path)
+    reasons = [r.reason for r in layer.explain("g", {"prompt": "p"}).rejected]
+    assert reasons == [
+        f"gpt-image-1: plugin 'openai' is disabled (not in [plugins] load of {path})"
+    ]
+
+
+def test_a_name_close_to_none_passes_while_a_plugin_that_could_declare_it_did_not_load(
+    acme: ScriptedProvider,
+) -> None:
+    from layer_core import hookimpl
+
+    class Broken:  # a plugin that fails to register: what it would declare is unknown
+        __name__ = "zeta"
+
+        @hookimpl
+        def register_providers(self, register: Any) -> None:
+            raise RuntimeError("boom")
+
+    layer = Layer(
+        {"ledger": False, "gates": {"g": {"model": "acme-1", "fallback_models": ["zeta-xl"]}}},
+        plugins=[plugin_for(acme), Broken()],
+        load_entry_points=False,
+    )
+    (rejection,) = layer.explain("g", {"prompt": "p"}).rejected
+    assert rejection.reason == "zeta-xl: no loaded plugin declares it (zeta did not load)"
+
+
+def test_a_typo_stops_the_load_and_the_right_name_routes_past_its_missing_plugin() -> None:
+    """A typo never leaves the gate to fall silently to `local`; the right name, its plugin not
+    loaded, is rejected with the reason and the rest of the pool serves."""
+    local = ScriptedProvider("local", [make_spec("local", "local")])
+    with pytest.raises(ConfigError):
+        layer_with(local, gates={"default": {"model": "flux-shnell", "fallback_models": ["local"]}})
+    layer = layer_with(
+        local, gates={"default": {"model": "flux-schnell", "fallback_models": ["local"]}}
+    )
+    plan = layer.explain("default", {"prompt": "p"})
+    assert [c.id for c in plan.candidates] == ["local"]
+    assert plan.rejected[0].reason.startswith("flux-schnell: plugin 'replicate'")
+
+
+# --- plugins named in LAYER_PLUGINS or [plugins] load -----------------------------------------
+
+
+def test_an_unknown_plugin_in_layer_plugins_is_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("LAYER_PLUGINS", "local,opnai")
+    with caplog.at_level(logging.WARNING, logger="layer.plugins"):
+        layer = Layer({"ledger": False})
+    infos = {i.name: i for i in layer.plugins()}
+    assert infos["opnai"].status == "failed"
+    assert infos["opnai"].error == (
+        "named in LAYER_PLUGINS, but no installed plugin has that name; did you mean 'openai'?"
+    )
+    assert infos["openai"].status == "disabled"
+    assert "plugin opnai skipped" in caplog.text
+
+
+def test_an_unknown_plugin_in_the_config_load_list_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "plugins.toml"
+    path.write_text('[plugins]\nload = ["local", "acme", "google"]\n')
+    infos = {i.name: i for i in Layer(path).plugins()}
+    assert infos["acme"].error is not None
+    assert infos["acme"].error.startswith(f"named in [plugins] load of {path}, but no installed")
+    assert "installed: " in infos["acme"].error  # nothing close: the installed names instead
+
+
+def test_strict_plugins_makes_an_unknown_plugin_name_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from layer_core import PluginLoadError
+
+    monkeypatch.setenv("LAYER_PLUGINS", "locl")
+    monkeypatch.setenv("LAYER_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginLoadError, match="did you mean 'local'"):
+        Layer({"ledger": False})
