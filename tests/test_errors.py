@@ -10,6 +10,7 @@ import pytest
 
 from layer_core import (
     ConfigError,
+    InvalidRequest,
     Layer,
     UnknownModel,
 )
@@ -182,3 +183,52 @@ def test_strict_plugins_makes_an_unknown_plugin_name_raise(monkeypatch: pytest.M
     monkeypatch.setenv("LAYER_STRICT_PLUGINS", "1")
     with pytest.raises(PluginLoadError, match="did you mean 'local'"):
         Layer({"ledger": False})
+
+
+# --- the request ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "key", "kind"),
+    [({"a": {"b": 1}}, "a", "dict"), ({"ok": 1, "tags": ["x", "y"]}, "tags", "list")],
+)
+def test_nested_metadata_gives_one_line(
+    acme: ScriptedProvider, metadata: dict[str, Any], key: str, kind: str
+) -> None:
+    layer = layer_with(acme, gates={"default": {"model": "acme-1"}})
+    with pytest.raises(InvalidRequest) as caught:
+        layer.image(data={"prompt": "p"}, metadata=metadata)
+    assert caught.value.problems == [
+        ("metadata", f"{key!r} is a {kind}: metadata values must be str, int, float, bool or null")
+    ]
+    assert acme.calls == []
+
+
+def test_a_metadata_problem_does_not_repeat_the_whole_metadata(acme: ScriptedProvider) -> None:
+    layer = layer_with(acme, gates={"default": {"model": "acme-1"}})
+    with pytest.raises(InvalidRequest) as caught:
+        layer.image(data={"prompt": "p"}, metadata={"notes": "x" * 5000})
+    assert "xxxx" not in str(caught.value)
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("field", ["seed", "count"])
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_seed_or_count_is_refused(
+    acme: ScriptedProvider, field: str, value: bool
+) -> None:
+    layer = layer_with(acme, gates={"default": {"model": "acme-1"}})
+    with pytest.raises(InvalidRequest) as caught:
+        layer.image(data={"prompt": "p", field: value})
+    ((where, message),) = caught.value.problems
+    assert where == f"data.{field}"
+    assert message.startswith(f"{value}: a boolean is not a {field}; ")
+    assert acme.calls == []
+
+
+def test_latency_is_rounded_to_a_tenth_of_a_millisecond(acme: ScriptedProvider) -> None:
+    layer = layer_with(acme, gates={"default": {"model": "acme-1"}})
+    response = layer.image(data={"prompt": "p"})
+    for latency in (response.latency, *(a.latency for a in response.attempts)):
+        assert latency == round(latency, 1)
+    assert f'"latency":{response.latency}' in response.model_dump_json(by_alias=True)
