@@ -116,6 +116,10 @@ class UnknownModel(LayerError, LookupError):
         self.model = model
 
 
+class LayerClosed(LayerError, RuntimeError):
+    """A request was made of a `Layer` after `close()`: make a new `Layer` instead."""
+
+
 class OverrideNotAllowed(LayerError, PermissionError):
     """The request overrides a field that its gate pins (`allow_overrides`)."""
 

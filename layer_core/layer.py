@@ -19,6 +19,7 @@ from layer_core.errors import (
     BudgetExceeded,
     ConfigError,
     GateNotFound,
+    LayerClosed,
     LedgerUnavailable,
     NoEligibleModel,
     OverrideNotAllowed,
@@ -109,6 +110,7 @@ class Layer:
         self._rotation: dict[str, int] = {}
         self._states: dict[str, ProviderState] = {}
         self._runner: _LoopThread | None = None
+        self._closed = False
         self._ledger = self._open_ledger(environ)
 
     def _open_ledger(self, environ: Mapping[str, str] | None) -> Ledger | None:
@@ -301,6 +303,8 @@ class Layer:
         fails. Every request that reaches its gate is recorded in the ledger (unless it is off).
         """
         started = time.perf_counter()
+        if self._closed:
+            raise _closed_error()
         request, gate = self._prepare(gate_id, data or {}, model, metadata)
         notify = self._host.notify
         notify("on_request", request=request, gate=gate)
@@ -518,6 +522,8 @@ class Layer:
         """
         from layer_core.batch import batch_items, stream
 
+        if self._closed:
+            raise _closed_error()
         return stream(self, batch_items(requests), concurrency=concurrency, ordered=ordered)
 
     def image_batch(
@@ -530,12 +536,15 @@ class Layer:
         """`aimage_batch`, iterated for you (on the same private loop as `image`)."""
         from layer_core.batch import iterate_on
 
+        batch = self.aimage_batch(requests, concurrency=concurrency, ordered=ordered)
         if self._runner is None:
             self._runner = _LoopThread()
-        batch = self.aimage_batch(requests, concurrency=concurrency, ordered=ordered)
         return iterate_on(self._runner.loop, batch)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise _closed_error()
         if self._runner is None:
             self._runner = _LoopThread()
         return self._runner.run(coro)
@@ -579,7 +588,10 @@ class Layer:
 
     def close(self) -> None:
         """Close providers (on the sync loop as well), stop the sync loop's thread, and write
-        what the ledger holds. A closed `Layer` can still be used: things reopen on demand."""
+        what the ledger holds. A closed `Layer` refuses new requests (`LayerClosed`); `costs()`
+        still reads the ledger. (`aclose()` alone closes only what the running loop holds, so
+        an async app can go on with the `Layer` on another loop.)"""
+        self._closed = True
         if self._runner is not None:
             self._runner.run(self.aclose())
             self._runner.stop()
@@ -605,6 +617,10 @@ class Layer:
             f"<Layer config={self.config.source!r} providers={sorted(self._host.providers)} "
             f"gates={sorted(self._gates)}>"
         )
+
+
+def _closed_error() -> LayerClosed:
+    return LayerClosed("this Layer is closed (close() was called); make a new Layer() for more")
 
 
 def _new_id() -> str:

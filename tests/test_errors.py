@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from layer_core import (
     ConfigError,
     InvalidRequest,
     Layer,
+    LayerClosed,
+    NoEligibleModel,
     UnknownModel,
 )
 from layer_core.errors import did_you_mean
@@ -149,6 +152,15 @@ def test_a_typo_stops_the_load_and_the_right_name_routes_past_its_missing_plugin
     assert plan.rejected[0].reason.startswith("flux-schnell: plugin 'replicate'")
 
 
+def test_no_eligible_model_still_lists_a_shipped_model_of_a_plugin_not_loaded(
+    acme: ScriptedProvider,
+) -> None:
+    layer = layer_with(acme, gates={"g": {"model": "sd3.5-large", "routing_strategy": "single"}})
+    with pytest.raises(NoEligibleModel, match=r"sd3\.5-large: plugin 'stability'"):
+        layer.image("g", {"prompt": "p"})
+    assert acme.calls == []
+
+
 # --- plugins named in LAYER_PLUGINS or [plugins] load -----------------------------------------
 
 
@@ -232,3 +244,37 @@ def test_latency_is_rounded_to_a_tenth_of_a_millisecond(acme: ScriptedProvider) 
     for latency in (response.latency, *(a.latency for a in response.attempts)):
         assert latency == round(latency, 1)
     assert f'"latency":{response.latency}' in response.model_dump_json(by_alias=True)
+
+
+# --- a closed Layer ------------------------------------------------------------------------
+
+
+def test_image_after_close_is_a_clear_error(acme: ScriptedProvider, tmp_path: Path) -> None:
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    layer = Layer(
+        {"ledger": ledger, "gates": {"default": {"model": "acme-1"}}},
+        plugins=[plugin_for(acme)],
+        load_entry_points=False,
+    )
+    layer.image(data={"prompt": "before"})
+    layer.close()
+    with pytest.raises(LayerClosed, match=r"closed \(close\(\) was called\); make a new Layer"):
+        layer.image(data={"prompt": "after"})
+    with pytest.raises(LayerClosed):
+        asyncio.run(layer.aimage(data={"prompt": "after"}))
+    with pytest.raises(LayerClosed):
+        layer.image_batch([{"data": {"prompt": "after"}}])
+    assert [call.prompt for call in acme.calls] == ["before"]
+    assert layer.costs().requests == 1  # what was spent can still be read
+    layer.close()  # closing twice is fine
+
+
+def test_aclose_alone_lets_an_async_app_go_on_on_another_loop(acme: ScriptedProvider) -> None:
+    layer = layer_with(acme, gates={"default": {"model": "acme-1"}})
+
+    async def once() -> str:
+        response = await layer.aimage(data={"prompt": "p"})
+        await layer.aclose()
+        return response.model
+
+    assert asyncio.run(once()) == asyncio.run(once()) == "acme-1"
