@@ -278,3 +278,31 @@ def test_aclose_alone_lets_an_async_app_go_on_on_another_loop(acme: ScriptedProv
         return response.model
 
     assert asyncio.run(once()) == asyncio.run(once()) == "acme-1"
+
+
+# --- spend --------------------------------------------------------------------------------
+
+
+def test_a_costs_report_prints_as_a_table() -> None:
+    config = {
+        "ledger": "memory",
+        "plugins": {"local": {"prices": {"local": {"*/*": 0.02}}}},
+        "gates": {"default": {"model": "local"}, "thumbs": {"model": "local"}},
+    }
+    with Layer(config) as layer:
+        layer.image(data={"prompt": "a", "count": 2}, metadata={"feature": "landing"})
+        layer.image("thumbs", {"prompt": "b"})
+        text = str(layer.costs(by=["gate", "meta.feature"]))
+        total = str(layer.costs())
+    assert text.splitlines() == [
+        "spend to date, by gate, meta.feature",
+        "gate     meta.feature  requests  images   cost",
+        "default  landing              1       2  $0.04",
+        "thumbs   -                    1       1  $0.02",
+        "total                         2       3  $0.06",
+    ]
+    assert total.splitlines() == [
+        "spend to date",
+        "requests  images   cost",
+        "       2       3  $0.06",
+    ]
