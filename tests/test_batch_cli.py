@@ -329,6 +329,6 @@ def test_an_unknown_gate_flag_stops_before_any_line_runs(tmp_path: Path, config:
     file.write_text("a fox\n")
     out = tmp_path / "out"
     code, output = invoke("-c", str(config), "batch", str(file), "--gate", "nope", "-o", str(out))
-    assert code == 1
+    assert code == 2  # bad input
     assert "no gate named 'nope'" in output
     assert not out.exists()
