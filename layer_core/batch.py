@@ -352,7 +352,7 @@ async def run_batch(
         summary.state = "interrupted"
         raise
     finally:
-        compact_results(out)
+        compact_results(out, order=[item.id for item in items])
         write_gallery(out)
     return summary
 

@@ -129,7 +129,7 @@ class ModelSpec(BaseModel):
 class Catalog(Mapping[str, ModelSpec]):
     """Models by id, with aliases (e.g. `flux-schnell` for `black-forest-labs/flux-schnell`)."""
 
-    __slots__ = ("_by_id", "_names", "derived")
+    __slots__ = ("_by_id", "_names", "absent", "derived")
 
     def __init__(self, specs: Iterable[ModelSpec] = ()) -> None:
         self._by_id: dict[str, ModelSpec] = {}
@@ -137,6 +137,9 @@ class Catalog(Mapping[str, ModelSpec]):
         self.derived: dict[Hashable, Any] = {}
         """Values worked out from the models, kept for reuse (the routing policy's fitted pools);
         emptied when a model is added."""
+        self.absent: dict[str, str] = {}
+        """Names a config uses that are not here, and why (a shipped plugin that is not
+        loaded): the reason the plan gives for each."""
         for spec in specs:
             self.add(spec)
 

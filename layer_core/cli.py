@@ -9,11 +9,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar, cast
 
 import click
 
-from layer_core.errors import ConfigError, InvalidRequest, LayerError
+from layer_core.errors import (
+    ConfigError,
+    GateNotFound,
+    InvalidRequest,
+    LayerError,
+    OverrideNotAllowed,
+    UnknownModel,
+)
 from layer_core.schema import QUALITIES, SIZES, STYLES
 
 if TYPE_CHECKING:
@@ -145,19 +152,81 @@ def _money(amount: Decimal | float) -> str:
     return f"${value:f}" if value else "$0"
 
 
+# --- errors and exit statuses: one style, one mapping ------------------------------------------
+
+#: The command ran and failed: generation failed (every model failed, no model could serve the
+#: request, the budget is spent), the ledger could not be read, a batch line failed.
+EXIT_FAILED = 1
+#: The command line, the request or the config is wrong (nothing was sent to a provider), or
+#: `layer check` found an error in the config.
+EXIT_BAD_INPUT = 2
+#: Interrupted (Ctrl-C).
+EXIT_INTERRUPTED = 130
+
+EXIT_STATUSES = f"""\b
+Exit status: 0 done; {EXIT_FAILED} failed (generation failed, a batch line failed,
+the ledger could not be read); {EXIT_BAD_INPUT} bad input (a flag, the request or the
+config is wrong: nothing was sent to a provider); {EXIT_INTERRUPTED} interrupted (Ctrl-C).
+Errors are printed to stderr as "error: ..." with what to do about it."""
+
+#: What is the caller's to fix, so the command exits EXIT_BAD_INPUT.
+BAD_INPUT: tuple[type[Exception], ...] = (
+    click.UsageError,
+    InvalidRequest,
+    ConfigError,
+    GateNotFound,
+    UnknownModel,
+    OverrideNotAllowed,
+)
+
+
+def exit_status(exc: BaseException) -> int:
+    """The exit status for what ended a command: the one place errors map onto statuses."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_BAD_INPUT if isinstance(exc, BAD_INPUT) else EXIT_FAILED
+
+
+def _fail(message: str, status: int = EXIT_BAD_INPUT) -> NoReturn:
+    """Print `error: message` on stderr and exit with `status`."""
+    _say(_console(stderr=True), "error", message)
+    raise SystemExit(status)
+
+
+def _usage_message(exc: click.UsageError) -> str:
+    """A command-line mistake, with where to read the flags."""
+    message = exc.format_message()
+    ctx = exc.ctx or click.get_current_context(silent=True)
+    if ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
-    """LayerErrors become a message and exit status (2 for bad input, 1 otherwise)."""
+    """Errors become `error: ...` on stderr and their exit status (`exit_status`).
+
+    LAYER_RAISE_ERRORS=1 lets a failure (not bad input) through with its traceback.
+    """
     try:
         yield
-    except (InvalidRequest, ConfigError) as exc:
-        _say(_console(stderr=True), "error", str(exc))
-        raise SystemExit(2) from None
+    except click.UsageError as exc:
+        _fail(_usage_message(exc), EXIT_BAD_INPUT)
     except LayerError as exc:
-        if os.environ.get("LAYER_RAISE_ERRORS"):
+        status = exit_status(exc)
+        if status == EXIT_FAILED and os.environ.get("LAYER_RAISE_ERRORS"):
             raise
-        _say(_console(stderr=True), "error", str(exc))
-        raise SystemExit(1) from None
+        _fail(str(exc), status)
+
+
+class _Commands(click.Group):
+    """The `layer` group: a mistake in a command's flags is reported as every error is."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            _fail(_usage_message(exc), EXIT_BAD_INPUT)
 
 
 def _say(console: Console, level: str, message: str) -> None:
@@ -175,7 +244,12 @@ def _layer(ctx: click.Context) -> Layer:
     return Layer(config)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    "layer",
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_STATUSES,
+)
 @click.option(
     "-c",
     "--config",
@@ -183,7 +257,9 @@ def _layer(ctx: click.Context) -> Layer:
     envvar="LAYER_CONFIG",
     help="plugins.toml to use (default: $LAYER_CONFIG, ./plugins.toml, user config dir).",
 )
-@click.version_option(package_name="layer-core", prog_name="layer")
+@click.version_option(
+    package_name="layer-core", prog_name="layer", help="Show the version and exit."
+)
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None) -> None:
     """Generate images through many AI providers, routed per named gate."""
@@ -193,14 +269,25 @@ def cli(ctx: click.Context, config: Path | None) -> None:
 
 def _request_options(func: F) -> F:
     options = [
-        click.option("-g", "--gate", default="default", show_default=True, help="Gate id."),
+        click.option(
+            "-g", "--gate", default="default", show_default=True, help="Gate to route through."
+        ),
         click.option("--size", type=click.Choice(SIZES), help="Image size (WxH)."),
-        click.option("--quality", type=click.Choice(QUALITIES)),
-        click.option("--style", type=click.Choice(STYLES)),
-        click.option("-n", "--count", type=int, default=1, show_default=True),
+        click.option(
+            "--quality", type=click.Choice(QUALITIES), help="Quality, where the model has one."
+        ),
+        click.option("--style", type=click.Choice(STYLES), help="Style, where the model has one."),
+        click.option(
+            "-n", "--count", type=int, default=1, show_default=True, help="Images (1 to 10)."
+        ),
         click.option("--seed", type=int, help="Seed, for reproducible images."),
         click.option("-m", "--model", help="Override the gate's model (if it allows)."),
-        click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata, repeatable."),
+        click.option(
+            "--meta",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Metadata recorded with the request (text); repeatable, one key each.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -208,13 +295,37 @@ def _request_options(func: F) -> F:
 
 
 def _metadata(pairs: Sequence[str]) -> dict[str, Any]:
+    """`--meta KEY=VALUE` pairs as metadata: values are text, each key given once."""
     meta: dict[str, Any] = {}
     for pair in pairs:
+        if _is_json_container(pair):
+            raise click.BadParameter(
+                f"{pair!r} is JSON; give KEY=VALUE pairs, one --meta each", param_hint="--meta"
+            )
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--meta")
+        if key in meta:
+            raise click.BadParameter(
+                f"key {key!r} is given twice; give each key once", param_hint="--meta"
+            )
+        if _is_json_container(value):
+            raise click.BadParameter(
+                f"{key}={value}: metadata values must be str, int, float, bool or null, "
+                "not a JSON object or list",
+                param_hint="--meta",
+            )
         meta[key] = value
     return meta
+
+
+def _is_json_container(text: str) -> bool:
+    if not text.lstrip().startswith(("{", "[")):
+        return False
+    try:
+        return isinstance(json.loads(text), (dict, list))
+    except ValueError:
+        return False
 
 
 def _data(prompt: str, **options: Any) -> dict[str, Any]:
@@ -301,7 +412,6 @@ def batch(
     import asyncio
 
     from layer_core.batch import read_batch_file
-    from layer_core.errors import GateNotFound
 
     with _errors():
         layer = _layer(ctx)
@@ -432,8 +542,10 @@ def gallery(directory: Path) -> None:
     from layer_core.output import RESULTS, latest_results
 
     if not (directory / RESULTS).is_file():
-        _say(_console(stderr=True), "error", f"{directory / RESULTS} does not exist")
-        raise SystemExit(2)
+        _fail(
+            f"{directory / RESULTS} does not exist: give the --out folder of a "
+            "`layer image` or `layer batch` run"
+        )
     page = write_gallery(directory)
     records = latest_results(directory)
     images = sum(len(r.get("files") or []) for r in records.values())
@@ -485,6 +597,13 @@ def _placeholder_note(layer: Layer) -> str:
             f"Set {variables} to generate real images."
         )
     real = [n for n, p in layer.providers.items() if not _placeholder_only(layer, n)]
+    disabled = [i for i in layer.plugins() if i.status == "disabled"]
+    if not real and disabled:
+        names = ", ".join(i.name for i in disabled)
+        return (
+            "These are placeholders from the local provider: the other provider plugins are "
+            f"disabled ({names}: {disabled[0].note})."
+        )
     if not real:
         return (
             "These are placeholders from the local provider: no real provider plugin is installed "
@@ -579,7 +698,7 @@ def _print_plan(the_plan: Plan, layer: Layer) -> None:
 @cli.command()
 @click.argument("model_id", metavar="[ID]", required=False)
 @click.option("--provider", help="Only this provider's models.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the models as JSON.")
 @click.pass_context
 def models(ctx: click.Context, model_id: str | None, provider: str | None, as_json: bool) -> None:
     """List the catalogue: each model's provider, price per image and status.
@@ -589,6 +708,8 @@ def models(ctx: click.Context, model_id: str | None, provider: str | None, as_js
     """
     with _errors():
         layer = _layer(ctx)
+    if provider is not None and provider not in layer.providers:
+        _fail(f"--provider: {_no_such_provider(layer, provider)}")
     if model_id is not None:
         _print_model(layer, model_id, as_json)
         return
@@ -634,9 +755,7 @@ def _print_model(layer: Layer, model_id: str, as_json: bool) -> None:
 
     spec = layer.catalog.resolve(model_id)
     if spec is None:
-        error = UnknownModel(model_id, layer.catalog.names(), field="ID")
-        _say(_console(stderr=True), "error", str(error))
-        raise SystemExit(2)
+        _fail(str(UnknownModel(model_id, layer.catalog.names(), field="ID")))
     unavailable = layer.unavailable()
     if as_json:
         click.echo(json.dumps(_model_json(spec, unavailable), indent=2))
@@ -666,8 +785,22 @@ def _print_model(layer: Layer, model_id: str, as_json: bool) -> None:
     _table(_console(), [_Column("field"), _Column("value", whole=False)], rows, header=False)
 
 
+def _no_such_provider(layer: Layer, name: str) -> str:
+    from layer_core.errors import did_you_mean
+
+    loaded = sorted(layer.providers)
+    for info in layer.plugins():
+        if info.name == name and info.status != "ok":
+            why = info.note if info.status == "disabled" else "`layer plugins` says why"
+            return f"provider {name!r} is not loaded: its plugin is {info.status} ({why})"
+    hint = did_you_mean(name, loaded)
+    return f"no provider named {name!r}; {hint + ' ' if hint else ''}providers: " + (
+        ", ".join(loaded) or "none (`layer plugins` says why)"
+    )
+
+
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the plugins as JSON.")
 @click.pass_context
 def plugins(ctx: click.Context, as_json: bool) -> None:
     """List plugins: distribution, version, status, providers, hooks, and why any failed."""
@@ -711,7 +844,7 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the gates as JSON.")
 @click.pass_context
 def gates(ctx: click.Context, as_json: bool) -> None:
     """List the configured gates."""
@@ -767,6 +900,7 @@ def gates(ctx: click.Context, as_json: bool) -> None:
     type=click.Choice(["table", "json", "csv"]),
     default="table",
     show_default=True,
+    help="table for people; json and csv carry exact decimal amounts.",
 )
 @click.pass_context
 def costs(
@@ -833,7 +967,10 @@ def _print_costs(report: CostReport, layer: Layer) -> None:
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
 def check(ctx: click.Context, config: Path | None) -> None:
-    """Validate a config: every gate reachable, declared sizes servable, cost bounds sane."""
+    """Validate a config: every gate reachable, declared sizes servable, cost bounds sane.
+
+    Exits 2 when the config has an error (warnings alone exit 0).
+    """
     from layer_core.checks import check_layer
     from layer_core.layer import Layer
 
@@ -844,13 +981,15 @@ def check(ctx: click.Context, config: Path | None) -> None:
     for level, message in findings:
         _say(console, level, message)
     errors = sum(1 for level, _ in findings if level == "error")
+    own = len(layer.config.gates)
+    added = " and the built-in 'default'" if len(layer.gates()) > own else ""
     console.print(
-        f"{layer.config.source}: {len(layer.gates())} gate(s), {errors} error(s), "
+        f"{layer.config.source}: {own} gate(s){added}, {errors} error(s), "
         f"{len(findings) - errors} warning(s)",
         markup=False,
     )
     if errors:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_BAD_INPUT)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

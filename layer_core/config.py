@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from layer_core.errors import ConfigError
+from layer_core.errors import ConfigError, did_you_mean
 from layer_core.gates import Gate
 from layer_core.ledger import ledger_url
 from layer_core.provider import Provider, ProviderSettings
@@ -70,10 +70,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _unknown(key: str, known: tuple[str, ...] | list[str]) -> str:
-    import difflib  # only for the error message
-
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+    hint = did_you_mean(key, known) or f"known keys: {', '.join(known)}"
     return f"unknown key {key!r} ({hint})"
 
 

@@ -7,7 +7,7 @@ from the provider's reply, and the executor redacts every known key before recor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -37,6 +37,15 @@ ERROR_KINDS: tuple[ErrorKind, ...] = (
 
 class LayerError(Exception):
     """Root of every error layer raises on purpose."""
+
+
+def did_you_mean(word: str, known: Iterable[str], *, n: int = 1) -> str:
+    """`"did you mean 'x'?"` (or `'x' or 'y'` for n > 1) naming the known names closest to
+    `word`, or "" when none is close: the one place error messages suggest a spelling."""
+    import difflib  # only for an error message
+
+    close = difflib.get_close_matches(word, list(known), n=n, cutoff=0.7)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 # --- configuration and plugins -------------------------------------------------------------
@@ -95,13 +104,20 @@ class GateNotFound(LayerError, LookupError):
 class UnknownModel(LayerError, LookupError):
     """A model id (a request's override, or a gate's pool) is not in the catalogue."""
 
-    def __init__(self, model: str, known: Sequence[str], *, field: str = "model") -> None:
-        import difflib
-
-        close = difflib.get_close_matches(model, list(known), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; `layer models` lists them"
-        super().__init__(f"{field}: unknown model {model!r}{hint}")
+    def __init__(
+        self, model: str, known: Sequence[str], *, field: str = "model", why: str = ""
+    ) -> None:
+        if why:  # a model layer knows, whose plugin is not loaded
+            message = f"{field}: {model!r} is not in the catalogue: {why}"
+        else:
+            hint = did_you_mean(model, known, n=3) or "`layer models` lists the models"
+            message = f"{field}: unknown model {model!r}; {hint}"
+        super().__init__(message)
         self.model = model
+
+
+class LayerClosed(LayerError, RuntimeError):
+    """A request was made of a `Layer` after `close()`: make a new `Layer` instead."""
 
 
 class OverrideNotAllowed(LayerError, PermissionError):

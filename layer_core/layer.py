@@ -20,11 +20,13 @@ from layer_core.errors import (
     BudgetExceeded,
     ConfigError,
     GateNotFound,
+    LayerClosed,
     LedgerUnavailable,
     NoEligibleModel,
     OverrideNotAllowed,
     PluginRegistrationError,
     UnknownModel,
+    did_you_mean,
 )
 from layer_core.execution import Executor
 from layer_core.gates import OVERRIDE_FIELDS, Gate
@@ -40,6 +42,7 @@ from layer_core.schema import (
     ImageResponse,
     parse_request,
 )
+from layer_core.shipped import SHIPPED_MODELS, shipped_names, shipped_plugin
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -73,11 +76,11 @@ class Layer:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config: LayerConfig = load_config(config)
-        allow = allow_list_from_env()
+        allow, allow_source = allow_list_from_env(), "LAYER_PLUGINS"
         if allow is None:
-            allow = self.config.load
+            allow, allow_source = self.config.load, f"[plugins] load of {self.config.source}"
         self._host: PluginHost = build_host(
-            allow=allow, extra=plugins, entry_points=load_entry_points
+            allow=allow, allow_source=allow_source, extra=plugins, entry_points=load_entry_points
         )
         self._secrets: list[str] = []
         self._unavailable: dict[str, str] = {}
@@ -101,6 +104,7 @@ class Layer:
             ok, why = provider.available()
             if not ok:
                 self._unavailable[name] = why or "not available"
+        self._check_gate_models()
         self._gates: dict[str, Gate] = dict(self.config.gates)
         self._left_out: dict[str, tuple[Rejection, ...]] = {}
         if DEFAULT_GATE not in self._gates:
@@ -108,6 +112,7 @@ class Layer:
         self._rotation: dict[str, int] = {}
         self._states: dict[str, ProviderState] = {}
         self._runner: _LoopThread | None = None
+        self._closed = False
         self._ledger = self._open_ledger(environ)
 
     def _open_ledger(self, environ: Mapping[str, str] | None) -> Ledger | None:
@@ -134,6 +139,43 @@ class Layer:
             override = prices.get(spec.id)
             specs.append(spec.with_prices(override) if override else spec)
         return specs
+
+    def _check_gate_models(self) -> None:
+        """Every model a configured gate names is in the catalogue, or is a model of a shipped
+        plugin that is not loaded here (the plan says which plugin, and why it is not loaded).
+        Any other name is a `ConfigError` with the closest known name: a typo never leaves a
+        gate to fall silently to the models that remain. A name close to none is let through
+        only while some plugin that did not load could declare it."""
+        catalog = self._catalog
+        known = [*catalog.names(), *shipped_names()]
+        unseen = [
+            i.name for i in self._host.plugins if i.status != "ok" and i.name not in SHIPPED_MODELS
+        ]
+        problems = []
+        for gate in self.config.gates.values():
+            named = [("model", gate.model)] if gate.model else []
+            named += [("fallback_models", name) for name in gate.fallback_models]
+            for field, name in named:
+                if name in catalog or name in catalog.absent:
+                    continue
+                why = self._why_absent(name)
+                hint = did_you_mean(name, known)
+                if why is None and not hint and unseen:
+                    why = f"no loaded plugin declares it ({', '.join(unseen)} did not load)"
+                if why is not None:
+                    catalog.absent[name] = why
+                    continue
+                problems.append(
+                    f"{self.config.source}: [gates.{gate.id}] {field}: unknown model {name!r}; "
+                    + (hint or "no installed plugin declares it (`layer models` lists the models)")
+                )
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    def _why_absent(self, name: str) -> str | None:
+        """Why a model of a shipped plugin is not in the catalogue; None for any other name."""
+        plugin = shipped_plugin(name)
+        return None if plugin is None else self._host.why_not_loaded(plugin)
 
     def _builtin_default_gate(self) -> tuple[Gate, tuple[Rejection, ...]]:
         """The `default` gate when the config has none, and the models it leaves out (retired
@@ -217,7 +259,8 @@ class Layer:
         if request.model is not None:
             spec = self._catalog.resolve(request.model)
             if spec is None:
-                raise UnknownModel(request.model, self._catalog.names())
+                why = self._why_absent(request.model) or ""
+                raise UnknownModel(request.model, self._catalog.names(), why=why)
             primary = self._catalog.resolve(gate.model) if gate.model else None
             if spec is not primary and not gate.allows_override("model"):
                 raise OverrideNotAllowed(
@@ -288,6 +331,8 @@ class Layer:
         fails. Every request that reaches its gate is recorded in the ledger (unless it is off).
         """
         started = time.perf_counter()
+        if self._closed:
+            raise _closed_error()
         request, gate = self._prepare(gate_id, data or {}, model, metadata)
         notify = self._host.notify
         notify("on_request", request=request, gate=gate)
@@ -508,6 +553,8 @@ class Layer:
         """
         from layer_core.batch import batch_items, stream
 
+        if self._closed:
+            raise _closed_error()
         return stream(self, batch_items(requests), concurrency=concurrency, ordered=ordered)
 
     def image_batch(
@@ -520,12 +567,15 @@ class Layer:
         """`aimage_batch`, iterated for you (on the same private loop as `image`)."""
         from layer_core.batch import iterate_on
 
+        batch = self.aimage_batch(requests, concurrency=concurrency, ordered=ordered)
         if self._runner is None:
             self._runner = _LoopThread()
-        batch = self.aimage_batch(requests, concurrency=concurrency, ordered=ordered)
         return iterate_on(self._runner.loop, batch)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise _closed_error()
         if self._runner is None:
             self._runner = _LoopThread()
         return self._runner.run(coro)
@@ -569,7 +619,10 @@ class Layer:
 
     def close(self) -> None:
         """Close providers (on the sync loop as well), stop the sync loop's thread, and write
-        what the ledger holds. A closed `Layer` can still be used: things reopen on demand."""
+        what the ledger holds. A closed `Layer` refuses new requests (`LayerClosed`); `costs()`
+        still reads the ledger. (`aclose()` alone closes only what the running loop holds, so
+        an async app can go on with the `Layer` on another loop.)"""
+        self._closed = True
         if self._runner is not None:
             self._runner.run(self.aclose())
             self._runner.stop()
@@ -600,6 +653,10 @@ class Layer:
 def left_out_warning(left_out: Sequence[Rejection]) -> str:
     """One line naming the models the built-in default gate left out, and why."""
     return "left out of the built-in default gate: " + "; ".join(r.reason for r in left_out)
+
+
+def _closed_error() -> LayerClosed:
+    return LayerClosed("this Layer is closed (close() was called); make a new Layer() for more")
 
 
 def _new_id() -> str:

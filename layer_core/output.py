@@ -133,8 +133,12 @@ def read_results(out: Path) -> list[dict[str, Any]]:
 
 def latest_results(out: Path) -> dict[str, dict[str, Any]]:
     """The latest record per id, in the order the latest ones were written."""
+    return _latest(read_results(out))
+
+
+def _latest(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     latest: dict[str, dict[str, Any]] = {}
-    for record in read_results(out):
+    for record in records:
         latest.pop(record["id"], None)
         latest[record["id"]] = record
     return latest
@@ -150,18 +154,26 @@ def completed_ids(out: Path) -> set[str]:
     }
 
 
-def compact_results(out: Path) -> int:
+def compact_results(out: Path, order: Sequence[str] = ()) -> int:
     """Rewrite results.jsonl with only the latest record per id; returns how many were dropped.
 
-    The new file replaces the old in one rename, so a reader sees one or the other, never a mix.
+    The records whose ids are in `order` (a batch's, in input order: they were written as each
+    finished) are put in that order, in the places they held among the other records, so the
+    gallery shows a batch as its file lists it. The new file replaces the old in one rename,
+    so a reader sees one or the other, never a mix.
     """
     records = read_results(out)
-    latest = latest_results(out)
-    if len(latest) == len(records):
+    latest = list(_latest(records).values())
+    rank = {record_id: place for place, record_id in enumerate(order)}
+    places = [i for i, record in enumerate(latest) if record["id"] in rank]
+    ranked = sorted((latest[i] for i in places), key=lambda record: rank[record["id"]])
+    for i, record in zip(places, ranked, strict=True):
+        latest[i] = record
+    if latest == records:
         return 0
     target = out / RESULTS
     scratch = target.with_name(f".{RESULTS}.{os.getpid()}.tmp")
-    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in latest.values())
+    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in latest)
     scratch.write_text(text, encoding="utf-8")
     os.replace(scratch, target)
     return len(records) - len(latest)

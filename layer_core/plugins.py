@@ -19,7 +19,7 @@ from typing import Any, Literal
 import pluggy
 
 from layer_core import hookspecs
-from layer_core.errors import PluginLoadError, PluginRegistrationError
+from layer_core.errors import PluginLoadError, PluginRegistrationError, did_you_mean
 from layer_core.provider import Provider
 
 log = logging.getLogger("layer.plugins")
@@ -84,8 +84,15 @@ class PluginHost:
 
     # --- loading ---------------------------------------------------------------------------
 
-    def load_entry_points(self, allow: Sequence[str] | None) -> None:
-        """Load every discovered entry point that `allow` admits (None: all)."""
+    def load_entry_points(
+        self, allow: Sequence[str] | None, allow_source: str = "LAYER_PLUGINS"
+    ) -> None:
+        """Load every discovered entry point that `allow` admits (None: all).
+
+        `allow_source` names where `allow` came from, for the messages: a plugin left out is
+        `disabled` ("not in LAYER_PLUGINS"), and a name in `allow` that no installed plugin has
+        is reported as a failed plugin of that name, with the closest installed name.
+        """
         for ep in discovered_entry_points():
             # dist.name and dist.version each read and parse the METADATA file: read it once
             meta = ep.dist.metadata if ep.dist is not None else None
@@ -96,7 +103,7 @@ class PluginHost:
             )
             if allow is not None and ep.name not in allow:
                 info.status = "disabled"
-                info.note = "not in LAYER_PLUGINS / [plugins] load"
+                info.note = f"not in {allow_source}"
                 self.plugins.append(info)
                 continue
             if any(p.name == ep.name and p.status == "ok" for p in self.plugins):
@@ -108,6 +115,24 @@ class PluginHost:
                 self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
                 continue
             self._add(plugin, info)
+        installed = [ep.name for ep in discovered_entry_points()]
+        for name in dict.fromkeys(allow or ()):
+            if name not in installed:
+                self._fail(PluginInfo(name=name), _not_installed(name, allow_source, installed))
+
+    def why_not_loaded(self, plugin: str) -> str:
+        """Why plugin `plugin` offers nothing here: disabled, failed, or not installed."""
+        for info in self.plugins:
+            if info.name != plugin:
+                continue
+            if info.status == "disabled":
+                return f"plugin {plugin!r} is disabled ({info.note})"
+            if info.status == "failed":
+                return f"plugin {plugin!r} failed to load (`layer plugins` says why)"
+            return f"plugin {plugin!r} is loaded, but does not offer it as configured"
+        if any(ep.name == plugin for ep in discovered_entry_points()):
+            return f"plugin {plugin!r} is installed but not loaded"
+        return f"plugin {plugin!r} (layer-{plugin}) is not installed"
 
     def add_objects(self, objects: Iterable[object]) -> None:
         """Register plugin objects (modules, hookimpl holders, or Provider instances) directly."""
@@ -134,12 +159,10 @@ class PluginHost:
         ]
         if unknown:
             self.pm.unregister(plugin)
-            import difflib  # only for the error message
-
             hints = []
             for name in unknown:
-                close = difflib.get_close_matches(name, _hook_names(), n=1)
-                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+                close = did_you_mean(name, _hook_names())
+                hints.append(f"{name!r}" + (f" ({close})" if close else ""))
             self._fail(info, "unknown hook " + ", ".join(hints))
             return
         info.hooks = sorted(c.name for c in (self.pm.get_hookcallers(plugin) or []))
@@ -224,6 +247,15 @@ class PluginHost:
                 log.exception("plugin %s: hook %s raised; ignored", plugin_name, hook_name)
 
 
+def _not_installed(name: str, source: str, installed: Sequence[str]) -> str:
+    from layer_core.shipped import SHIPPED_MODELS
+
+    if name in SHIPPED_MODELS:
+        return f"named in {source}, but not installed (its distribution is layer-{name})"
+    hint = did_you_mean(name, installed) or f"installed: {', '.join(installed) or 'none'}"
+    return f"named in {source}, but no installed plugin has that name; {hint}"
+
+
 def _hook_names() -> list[str]:
     return [n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "layer_spec")]
 
@@ -231,6 +263,7 @@ def _hook_names() -> list[str]:
 def build_host(
     *,
     allow: Sequence[str] | None,
+    allow_source: str = "LAYER_PLUGINS",
     extra: Iterable[object] = (),
     strict: bool | None = None,
     entry_points: bool = True,
@@ -238,7 +271,7 @@ def build_host(
     """Load plugins for one `Layer`: entry points (unless disabled), then `extra` objects."""
     host = PluginHost(strict=strict_from_env() if strict is None else strict)
     if entry_points:
-        host.load_entry_points(allow)
+        host.load_entry_points(allow, allow_source)
     host.add_objects(extra)
     host.finish()
     return host

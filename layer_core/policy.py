@@ -342,9 +342,8 @@ def _fit_pool(
         if spec is None:
             if name not in seen:
                 seen.add(name)
-                fits.append(
-                    Rejection(name, f"{name}: not in the catalogue (is its plugin installed?)")
-                )
+                why = catalog.absent.get(name, "not in the catalogue (is its plugin installed?)")
+                fits.append(Rejection(name, f"{name}: {why}"))
             continue
         if spec.id in seen:
             continue

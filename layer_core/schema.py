@@ -25,6 +25,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     computed_field,
     field_validator,
     model_validator,
@@ -84,6 +85,27 @@ class ImageData(_Wire):
             raise ValueError("the prompt is empty; describe the image to generate")
         return value
 
+    @field_validator("count", "seed", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object, info: ValidationInfo) -> object:
+        # True is an int to Python, and would pass as 1: refuse it as the mistake it is
+        if isinstance(value, bool):
+            name = str(info.field_name)
+            raise ValueError(f"a boolean is not a {name}; {_HINTS[name]}")
+        return value
+
+
+METADATA_VALUES = "metadata values must be str, int, float, bool or null"
+
+
+def _scalar_values(value: object) -> object:
+    """One line for a value that is not a JSON scalar, rather than one per type it is not."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(item, (str, int, float, bool, type(None))):
+                raise ValueError(f"{key!r} is a {type(item).__name__}: {METADATA_VALUES}")
+    return value
+
 
 def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
     if not value:
@@ -112,6 +134,7 @@ class ImageRequest(_Wire):
     model: str | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
 
+    _metadata_scalars = field_validator("metadata", mode="before")(_scalar_values)
     _metadata_ok = field_validator("metadata")(_check_metadata)
 
 
@@ -169,6 +192,11 @@ class ImageOutput(_Wire):
 AttemptOutcome = Literal["ok", "error"]
 
 
+def _tenth_of_a_ms(value: float) -> float:
+    """A latency as kept and shown: milliseconds to a tenth (below that is the clock's noise)."""
+    return round(value, 1)
+
+
 class Attempt(_Wire):
     """One call to one model: what it was asked, how it ended, how long it took."""
 
@@ -181,9 +209,11 @@ class Attempt(_Wire):
     delivered: int = 0
     error: ErrorKind | None = None
     message: str | None = None
-    latency: float = Field(description="milliseconds")
+    latency: float = Field(description="milliseconds, to a tenth")
     retry: int = Field(0, description="0 for the first try of this call on this model")
     retry_after: float | None = None
+
+    _latency_rounded = field_validator("latency")(_tenth_of_a_ms)
 
 
 class ImageResponse(_Wire):
@@ -202,6 +232,8 @@ class ImageResponse(_Wire):
     warnings: list[str] = Field(default_factory=list)
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    _latency_rounded = field_validator("latency")(_tenth_of_a_ms)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -239,7 +271,8 @@ def problems_from(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[
             message = "unknown field; remove it (fields: prompt, size, quality, style, count, seed)"
             if len(loc) == 1:
                 message = "unknown field; remove it (fields: gate_id, data, model, metadata)"
-        elif "input" in item and item["type"] != "missing":
+        elif "input" in item and item["type"] != "missing" and loc[:1] != ("metadata",):
+            # (metadata is shown by key: all of it could be kilobytes)
             message = f"{item['input']!r}: {message}"
         hint = _HINTS.get(str(loc[-1]))
         if hint and item["type"] not in ("extra_forbidden", "value_error"):

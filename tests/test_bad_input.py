@@ -104,9 +104,10 @@ def test_a_gate_that_cannot_serve_the_request_lists_every_reason(acme: ScriptedP
     from layer_core import NoEligibleModel
 
     narrow = ScriptedProvider("narrow", [make_spec("square", "narrow", sizes=("1024x1024",))])
-    layer = layer_with(narrow, gates={"g": {"model": "square", "fallback_models": ["ghost"]}})
+    gates = {"g": {"model": "square", "fallback_models": ["flux-schnell"]}}
+    layer = layer_with(narrow, gates=gates)  # a shipped plugin's model, its plugin not loaded
     with pytest.raises(NoEligibleModel) as caught:
         layer.image("g", {"prompt": "p", "size": "512x512"})
     assert "square: size 512x512 not supported (1024x1024)" in str(caught.value)
-    assert "ghost: not in the catalogue" in str(caught.value)
+    assert "flux-schnell: plugin 'replicate' is installed but not loaded" in str(caught.value)
     assert narrow.calls == []

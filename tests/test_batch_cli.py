@@ -69,10 +69,6 @@ def register_providers(register):
 CONFIG = """
 ledger = false
 
-[gates.flaky]
-model = "flaky-1"
-routing_strategy = "single"
-
 [gates.default]
 model = "local"
 routing_strategy = "single"
@@ -80,12 +76,25 @@ routing_strategy = "single"
 [plugins.local]
 prices = { local = { "*/*" = 0.002 } }
 """
+# only where the flaky plugin is installed: a gate naming a model no plugin declares is an error
+FLAKY_GATE = """
+[gates.flaky]
+model = "flaky-1"
+routing_strategy = "single"
+"""
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "plugins.toml"
     path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture
+def flaky_config(tmp_path: Path) -> Path:
+    path = tmp_path / "flaky.toml"
+    path.write_text(CONFIG + FLAKY_GATE)
     return path
 
 
@@ -157,12 +166,12 @@ def run_layer(
 
 
 def test_failures_are_recorded_and_a_rerun_retries_only_them(
-    tmp_path: Path, config: Path, site: Path
+    tmp_path: Path, flaky_config: Path, site: Path
 ) -> None:
     file = tmp_path / "requests.jsonl"
     prompts = [f"product shot {i}" for i in range(40)]
     file.write_text("".join(json.dumps({"data": {"prompt": p}}) + "\n" for p in prompts))
-    args = ["-c", str(config), "batch", str(file), "--gate", "flaky", "-o", "out", "-j", "4"]
+    args = ["-c", str(flaky_config), "batch", str(file), "--gate", "flaky", "-o", "out", "-j", "4"]
     calls = tmp_path / "calls.log"
 
     first = run_layer(args, site, tmp_path, FLAKY_FAIL_EVERY="5", FLAKY_CALLS=str(calls))
@@ -193,13 +202,13 @@ def test_failures_are_recorded_and_a_rerun_retries_only_them(
 
 
 def test_an_interrupted_batch_is_completed_by_a_rerun(
-    tmp_path: Path, config: Path, site: Path
+    tmp_path: Path, flaky_config: Path, site: Path
 ) -> None:
     prompts = [f"season {i}" for i in range(60)]
     file = tmp_path / "prompts.txt"
     file.write_text("\n".join(prompts) + "\n")
     out = tmp_path / "out"
-    args = ["-c", str(config), "batch", str(file), "--gate", "flaky", "-o", "out", "-j", "4"]
+    args = ["-c", str(flaky_config), "batch", str(file), "--gate", "flaky", "-o", "out", "-j", "4"]
     cancelled = tmp_path / "cancelled.log"
     env = {
         **os.environ,
@@ -319,6 +328,6 @@ def test_an_unknown_gate_flag_stops_before_any_line_runs(tmp_path: Path, config:
     file.write_text("a fox\n")
     out = tmp_path / "out"
     code, output = invoke("-c", str(config), "batch", str(file), "--gate", "nope", "-o", str(out))
-    assert code == 1
+    assert code == 2  # bad input
     assert "no gate named 'nope'" in output
     assert not out.exists()

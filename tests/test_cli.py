@@ -145,7 +145,7 @@ def test_check_accepts_the_demo_config() -> None:
 @pytest.mark.parametrize(
     ("toml", "expected"),
     [
-        ('[gates.g]\nmodel = "nope"\n', "[gates.g] model 'nope' is not in the catalogue"),
+        ('[gates.g]\nmodel = "nope"\n', "[gates.g] model: unknown model 'nope'"),
         (
             '[gates.g]\nmodel = "local"\nmax_cost_per_image = -1\n',
             "[gates.g] max_cost_per_image: Input should be greater than or equal to 0",

@@ -186,7 +186,7 @@ def test_layer_models_id_piped_is_one_field_per_line() -> None:
 def test_an_unknown_model_id_exits_2_with_a_suggestion() -> None:
     result = CliRunner().invoke(cli, ["models", "dall-e3"], env={"COLUMNS": "80"})
     assert result.exit_code == 2
-    assert "unknown model 'dall-e3'; did you mean dall-e-3" in result.output
+    assert "unknown model 'dall-e3'; did you mean 'dall-e-3'" in result.output
     assert result.stdout == ""
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import inspect
 import re
+import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -72,15 +74,20 @@ SHOWN = [(path, block) for path in PAGES for block in blocks(path) if shown_file
 def test_doc_examples_run(
     path: Path, index: int, block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Each example runs; one that leaves files behind (the working directory and the data dir
+    are in tmp_path) runs a second time too, as a reader trying it again would."""
     shown = shown_file(block)
     before = set(sys.modules)
     if shown is not None:  # as the example's own tests see it: its package and tests importable
         example = ROOT.joinpath(*shown.relative_to(ROOT).parts[:2])
         monkeypatch.syspath_prepend(str(example / "tests"))
         monkeypatch.syspath_prepend(str(example))
-    namespace: dict[str, object] = {"__name__": f"doc_example_{index}"}
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # temporary files land here too
+    code = compile(block, f"{path}#{index}", "exec")
     try:
-        exec(compile(block, f"{path}#{index}", "exec"), namespace)
+        exec(code, {"__name__": f"doc_example_{index}"})
+        if any(tmp_path.rglob("*")):
+            exec(code, {"__name__": f"doc_example_{index}"})
     finally:
         for name in set(sys.modules) - before:  # forget example modules imported from source
             if str(ROOT / "examples") in str(getattr(sys.modules[name], "__file__", "")):
@@ -96,3 +103,27 @@ def test_files_shown_in_the_docs_are_the_example_files(path: Path, block: str) -
     assert shown.is_file(), f"{path.name} shows {shown}, which does not exist"
     body = block.split("\n", 1)[1]
     assert body == shown.read_text(), f"{path.name} shows an outdated {shown.relative_to(ROOT)}"
+
+
+def test_the_quickstart_explain_example_shows_what_the_command_prints() -> None:
+    """The quickstart's `layer explain` output, run on the demo config with no key set: every
+    line it shows (but the `…` standing for the table) is printed, and so is every rejection."""
+    from click.testing import CliRunner
+
+    from layer_core.cli import cli
+
+    page = (DOCS / "quickstart.md").read_text()
+    command = 'layer explain "a lighthouse" --gate default --size 512x512'
+    assert f"```sh\n{command}\n```" in page
+    shown = re.search(r"no key set:\n\n```\n(.*?)```", page, flags=re.S)
+    assert shown is not None, "quickstart.md: the explain example's output block is missing"
+    args = ["-c", str(ROOT / "plugins.toml"), *shlex.split(command)[1:]]
+    result = CliRunner().invoke(cli, args, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    printed = [line.rstrip() for line in result.stdout.splitlines()]
+    expected = [line for line in shown.group(1).splitlines() if not line.startswith("…")]
+    assert [line for line in expected if line not in printed] == [], result.stdout
+    rejected = printed[printed.index("rejected:") :]
+    assert rejected == expected[expected.index("rejected:") :], (
+        "quickstart.md: paste the rejections `layer explain` prints now:\n" + "\n".join(rejected)
+    )

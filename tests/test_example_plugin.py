@@ -148,6 +148,17 @@ def test_the_example_installs_and_passes_its_tests_and_the_conformance_suite(
     assert standard <= ran
     assert "test_a_wide_hd_request_is_worded_as_acme_expects" in ran  # the author's own tests
 
+    # the tutorial shows this run's summary line: it says what the reader will see
+    tutorial = (ROOT / "docs" / "plugins" / "writing-a-plugin.md").read_text()
+    passed = sum(1 for o in outcomes.values() if o.result == "passed")
+    assert f"\n{passed} passed, {len(skipped)} skipped\n" in tutorial, (
+        f"docs/plugins/writing-a-plugin.md: the run ends '{passed} passed, {len(skipped)} skipped'"
+    )
+    marks = "".join(
+        line.split()[1] for line in tutorial.splitlines() if line.startswith("tests/test_")
+    )
+    assert (marks.count("."), marks.count("s")) == (passed, len(skipped)), marks
+
 
 @dataclass(frozen=True)
 class Breakage:

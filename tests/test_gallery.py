@@ -212,3 +212,42 @@ def test_the_gallery_shows_every_image_in_a_browser(tmp_path: Path) -> None:
     assert states.pop(files[0]) == "broken"
     assert set(states.values()) == {"loaded"}
     assert dom.body["data-images-broken"] == "1"
+
+
+def test_the_gallery_shows_a_batch_in_input_order(tmp_path: Path) -> None:
+    """Lines finish in any order (here the first ones last, and one fails until a rerun), yet
+    results.jsonl and the page list them as the input does, after what was there before."""
+    from layer_core import GenerationCall, ImageOutput, Provider, ProviderUnavailable
+    from layer_core.testing import fake_images, make_spec
+
+    class Slow(Provider):
+        name = "slow"
+        fail: frozenset[str] = frozenset({"p2"})
+
+        def models(self) -> list[Any]:
+            return [make_spec("slow-1", "slow", max_images_per_call=10)]
+
+        async def generate(self, call: GenerationCall) -> list[ImageOutput]:
+            await asyncio.sleep(0.3 - 0.05 * int(call.prompt[1:]))  # p0 last, p5 first
+            if call.prompt in self.fail:
+                raise ProviderUnavailable("not now")
+            return fake_images(call)
+
+    slow = Slow()
+    layer = Layer(
+        {"ledger": False, "gates": {"default": {"model": "slow-1"}}},
+        plugins=[slow],
+        load_entry_points=False,
+    )
+    out = tmp_path / "out"
+    asyncio.run(run_batch(layer, [{"id": "earlier", "data": {"prompt": "p5"}}], out))
+    batch: list[Any] = [{"id": f"line-{i}", "data": {"prompt": f"p{i}"}} for i in range(6)]
+    expected = ["earlier", *(f"line-{i}" for i in range(6))]
+
+    asyncio.run(run_batch(layer, batch, out, concurrency=6))
+    assert list(latest_results(out)) == expected
+    slow.fail = frozenset()
+    asyncio.run(run_batch(layer, batch, out, concurrency=6))  # retries line-2 alone
+    assert list(latest_results(out)) == expected
+    ids = re.findall(r'<article[^>]* data-id="([^"]+)"', (out / "index.html").read_text())
+    assert ids == expected

@@ -88,6 +88,32 @@ class CostReport:
     def images(self) -> int:
         return sum(row.images for row in self.rows)
 
+    def __str__(self) -> str:
+        """A plain table, as `print(layer.costs(...))` shows it: a row per group, then the total."""
+        window = " ".join(
+            f"{word} {moment:%Y-%m-%d %H:%M} UTC"
+            for word, moment in (("since", self.since), ("until", self.until))
+            if moment is not None
+        )
+        grouped = f", by {', '.join(self.by)}" if self.by else ""
+        head = [*self.by, "requests", "images", "cost"]
+        lines = [
+            [*("-" if v is None else v for v in row.group.values()), *_counts(row)]
+            for row in self.rows
+        ]
+        lines = [head, *(lines if self.by else [])]
+        total = ["total", *[""] * (len(self.by) - 1)] if self.by else []
+        lines.append([*total, str(self.requests), str(self.images), _usd(self.total)])
+        widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+        text = [
+            "  ".join(
+                cell.ljust(width) if i < len(self.by) else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
+            for line in lines
+        ]
+        return "\n".join([f"spend {window or 'to date'}{grouped}", *text])
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: amounts as exact decimal strings, times as ISO 8601."""
         return {
@@ -122,3 +148,12 @@ def build_report(
     ]
     built.sort(key=lambda row: [(v is None, v or "") for v in row.group.values()])
     return CostReport(by=by, since=since, until=until, rows=tuple(built))
+
+
+def _counts(row: CostRow) -> list[str]:
+    return [str(row.requests), str(row.images), _usd(row.cost)]
+
+
+def _usd(amount: Decimal) -> str:
+    """$0.04, $0: exact, without trailing zeros."""
+    return f"${amount.normalize():f}" if amount else "$0"

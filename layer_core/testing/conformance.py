@@ -65,7 +65,7 @@ from layer_core.errors import (
     RateLimited,
 )
 from layer_core.layer import Layer
-from layer_core.plugins import ENTRY_POINT_GROUP, build_host
+from layer_core.plugins import ENTRY_POINT_GROUP, build_host, discovered_entry_points
 from layer_core.provider import GenerationCall, Provider, ProviderSettings
 from layer_core.schema import SIZES, ImageOutput, ImageResponse, Size
 from layer_core.sizes import megapixels, parse_size
@@ -185,13 +185,13 @@ class _Loaded:
 @functools.cache
 def _load(entry_point: str, provider_name: str | None) -> _Loaded:
     """Load the plugin from its entry point, as a `Layer` does, and read its models."""
-    host = build_host(allow=[entry_point], strict=False)
-    info = next((p for p in host.plugins if p.name == entry_point), None)
-    if info is None:
+    if not any(ep.name == entry_point for ep in discovered_entry_points()):
         return _Loaded(
             error=f"no entry point named {entry_point!r} in group {ENTRY_POINT_GROUP!r} is "
             "installed: add it to pyproject.toml and install the package (pip install -e .)"
         )
+    host = build_host(allow=[entry_point], strict=False)
+    info = next(p for p in host.plugins if p.name == entry_point)
     if info.status != "ok":
         return _Loaded(error=f"plugin {entry_point!r} {info.status}: {info.error or info.note}")
     names = info.providers
