@@ -1,4 +1,8 @@
-"""`layer check`: findings about a loaded config, each ("error" | "warning", message)."""
+"""`layer check`: findings about a loaded config, each ("error" | "warning" | "note", message).
+
+An error makes the config unusable; a warning is something to fix; a note says what this machine
+lacks for a valid config (a shipped plugin that is not installed here, as a key not set is).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import layer_core.catalog
 from layer_core.layer import Layer, left_out_warning
 from layer_core.schema import SIZES
 
-Finding = tuple[Literal["error", "warning"], str]
+Finding = tuple[Literal["error", "warning", "note"], str]
 
 
 def check_layer(layer: Layer, today: date | None = None) -> list[Finding]:
@@ -40,7 +44,7 @@ def check_layer(layer: Layer, today: date | None = None) -> list[Finding]:
             spec = catalog.resolve(name)
             if spec is None:  # a model of a shipped plugin that is not loaded (load refuses others)
                 why = catalog.absent.get(name, "not in the catalogue")
-                findings.append(("warning", f"{where} {name}: {why}"))
+                findings.append(("note", f"{where} {name}: {why}"))
                 continue
             specs.append(spec)
             if spec.deprecated is not None:

@@ -981,11 +981,11 @@ def check(ctx: click.Context, config: Path | None) -> None:
     for level, message in findings:
         _say(console, level, message)
     errors = sum(1 for level, _ in findings if level == "error")
+    warnings = sum(1 for level, _ in findings if level == "warning")
     own = len(layer.config.gates)
     added = " and the built-in 'default'" if len(layer.gates()) > own else ""
     console.print(
-        f"{layer.config.source}: {own} gate(s){added}, {errors} error(s), "
-        f"{len(findings) - errors} warning(s)",
+        f"{layer.config.source}: {own} gate(s){added}, {errors} error(s), {warnings} warning(s)",
         markup=False,
     )
     if errors:
