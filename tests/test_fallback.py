@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import time
 from decimal import Decimal
 
@@ -114,6 +115,22 @@ def test_a_content_refusal_stops_and_is_never_sent_elsewhere_by_default() -> Non
     assert outcomes(caught.value) == [("primary", "error", "content_rejected", 0)]
     assert acme.calls_to("backup") == []
     assert "content_rejected" in str(caught.value)
+
+
+def test_the_error_that_stops_a_request_is_raised_as_its_own_class_too() -> None:
+    acme = two_model_provider({"primary": [RateLimited("slow down", retry_after=7.5, status=429)]})
+    layer = layer_with(acme, gates=fallback_gate(fallback_on=["unavailable"], retries=0))
+    with pytest.raises(RateLimited) as caught:
+        layer.image("g", PROMPT)
+    error = caught.value
+    assert isinstance(error, AllAttemptsFailed)
+    assert (error.retry_after, error.status, error.message) == (7.5, 429, "slow down")
+    assert outcomes(error) == [("primary", "error", "rate_limited", 0)]
+    assert type(error) is type(AllAttemptsFailed("g", [], stopped_by=RateLimited("again")))
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, RateLimited)
+    assert isinstance(copy, AllAttemptsFailed)
+    assert (copy.retry_after, outcomes(copy), str(copy)) == (7.5, outcomes(error), str(error))
 
 
 def test_a_content_refusal_falls_back_when_the_gate_says_so() -> None:
