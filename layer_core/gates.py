@@ -33,6 +33,12 @@ DEFAULT_FALLBACK_ON: tuple[ErrorKind, ...] = (
     "billing",
 )
 
+#: Extra tries on the same model, when a gate does not set `retries`, for a failure with nothing
+#: else to try (no real model after it, or an error the gate does not fall back on): a single
+#: transient 429 or 5xx should not fail the request. Where another model follows, it is tried
+#: at once instead.
+DEFAULT_LAST_RETRIES = 1
+
 #: When a gate says nothing: the request may set size/quality/style, but not swap the model.
 DEFAULT_OVERRIDES: dict[OverrideField, bool] = {
     "model": False,
@@ -89,9 +95,20 @@ class Gate(BaseModel):
     )
     defaults: GateDefaults = GateDefaults()
     max_cost_per_image: Annotated[Decimal, Field(ge=0)] | None = None
-    retries: int = Field(0, ge=0, le=10, description="extra tries on the same model")
+    retries: int | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description=(
+            "extra tries on the same model for a retryable error; unset: "
+            f"{DEFAULT_LAST_RETRIES} when there is nothing else to try, none when there is"
+        ),
+    )
     retry_backoff: float = Field(
-        0.25, ge=0, le=60, description="seconds before the first retry without Retry-After"
+        0.25,
+        ge=0,
+        le=60,
+        description="seconds before the first retry without Retry-After (doubling, jittered)",
     )
     max_retry_wait: float = Field(
         30.0, ge=0, description="longest Retry-After honoured; longer moves on at once"
@@ -124,6 +141,13 @@ class Gate(BaseModel):
         """`model` then `fallback_models`, without repeats, in the order written."""
         names = ((self.model,) if self.model else ()) + self.fallback_models
         return tuple(dict.fromkeys(names))
+
+    def retries_on(self, *, nothing_else: bool) -> int:
+        """Extra tries on the same model after a retryable error: `retries` when the gate sets
+        it; unset, `DEFAULT_LAST_RETRIES` when there is `nothing_else` to try, else none."""
+        if self.retries is not None:
+            return self.retries
+        return DEFAULT_LAST_RETRIES if nothing_else else 0
 
     def allows_override(self, field: OverrideField) -> bool:
         """Whether a request may set `field` to something other than this gate's value."""

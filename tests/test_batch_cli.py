@@ -73,6 +73,7 @@ ledger = false
 [gates.flaky]
 model = "flaky-1"
 routing_strategy = "single"
+retries = 0
 
 [gates.default]
 model = "local"

@@ -8,6 +8,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, strategies as st
 
 from layer_core import (
     AllAttemptsFailed,
@@ -19,6 +20,8 @@ from layer_core import (
     ProviderUnavailable,
     RateLimited,
 )
+from layer_core.execution import retry_wait
+from layer_core.gates import Gate
 from layer_core.testing import OK, Hang, ScriptedProvider, fake_images, make_spec
 from tests.helpers import layer_with, two_model_provider
 
@@ -71,6 +74,113 @@ def test_a_retry_after_longer_than_max_retry_wait_moves_on_instead_of_waiting() 
         ("primary", "error", "rate_limited", 0),
         ("backup", "ok", None, 0),
     ]
+
+
+def test_by_default_a_gate_with_nothing_else_to_try_retries_once_after_retry_after() -> None:
+    acme = two_model_provider({"primary": [RateLimited("slow down", retry_after=0.2), OK]})
+    layer = layer_with(acme, gates={"g": {"model": "primary"}})
+    started = time.perf_counter()
+    response = layer.image("g", PROMPT)
+    assert time.perf_counter() - started >= 0.2
+    assert outcomes(response) == [
+        ("primary", "error", "rate_limited", 0),
+        ("primary", "ok", None, 1),
+    ]
+
+
+def test_by_default_a_gate_with_a_fallback_moves_on_at_once_and_retries_only_the_last() -> None:
+    down = ProviderUnavailable("503 Service Unavailable", status=503)
+    acme = two_model_provider({"primary": [down, OK], "backup": [down, OK]})
+    layer = layer_with(acme, gates=fallback_gate(retry_backoff=0.01))
+    response = layer.image("g", PROMPT)
+    assert outcomes(response) == [
+        ("primary", "error", "unavailable", 0),
+        ("backup", "error", "unavailable", 0),
+        ("backup", "ok", None, 1),
+    ]
+
+
+def test_by_default_a_placeholder_after_a_model_is_not_something_else_to_try() -> None:
+    acme = ScriptedProvider(
+        "acme",
+        [
+            make_spec("primary", "acme", price="0.04"),
+            make_spec("stand-in", "acme", price="0", placeholder=True),
+        ],
+        {"primary": [ProviderUnavailable("502 Bad Gateway", status=502), OK]},
+    )
+    layer = layer_with(
+        acme,
+        gates={"g": {"model": "primary", "fallback_models": ["stand-in"], "retry_backoff": 0.01}},
+    )
+    response = layer.image("g", PROMPT)
+    assert outcomes(response) == [
+        ("primary", "error", "unavailable", 0),
+        ("primary", "ok", None, 1),
+    ]
+    assert acme.calls_to("stand-in") == []
+
+
+def test_by_default_an_error_the_gate_stops_on_is_retried_once_before_it_stops() -> None:
+    acme = two_model_provider({"primary": [RateLimited("slow down", retry_after=0.01), OK]})
+    layer = layer_with(acme, gates=fallback_gate(fallback_on=["unavailable"]))
+    response = layer.image("g", PROMPT)
+    assert outcomes(response) == [
+        ("primary", "error", "rate_limited", 0),
+        ("primary", "ok", None, 1),
+    ]
+
+
+def test_retries_zero_set_on_the_gate_still_means_no_retry() -> None:
+    acme = two_model_provider({"primary": [RateLimited("slow down", retry_after=0.01), OK]})
+    layer = layer_with(acme, gates={"g": {"model": "primary", "retries": 0}})
+    with pytest.raises(AllAttemptsFailed) as caught:
+        layer.image("g", PROMPT)
+    assert outcomes(caught.value) == [("primary", "error", "rate_limited", 0)]
+
+
+@given(
+    retry=st.integers(0, 5),
+    backoff=st.floats(0, 60),
+    jitter=st.floats(0, 1, exclude_max=True),
+    retry_after=st.none() | st.floats(0, 100),
+)
+def test_a_retry_waits_retry_after_as_given_or_a_jittered_doubling_backoff(
+    retry: int, backoff: float, jitter: float, retry_after: float | None
+) -> None:
+    gate = Gate(id="g", model="m", retry_backoff=backoff, max_retry_wait=50)
+    wait = retry_wait(gate, retry, retry_after, jitter)
+    if retry_after is not None:
+        assert wait == (retry_after if retry_after <= 50 else None)
+        return
+    doubled = backoff * 2**retry
+    if wait is None:
+        assert doubled * (0.5 + jitter) > 50
+    else:
+        assert doubled / 2 <= wait <= doubled * 1.5
+        assert wait == doubled * (0.5 + jitter)
+
+
+def test_backoff_waits_differ_between_calls_that_failed_together() -> None:
+    down = ProviderUnavailable("503 Service Unavailable", status=503)
+    acme = ScriptedProvider(
+        "acme", [make_spec("primary", "acme", price="0.01")], {"primary": [down, down, OK, OK] * 5}
+    )
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+        await real_sleep(0)
+
+    layer = layer_with(acme, gates={"g": {"model": "primary", "retry_backoff": 1}})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(asyncio, "sleep", sleep)
+        for _ in range(5):
+            layer.image("g", {**PROMPT, "count": 2})
+    assert len(waits) == 10
+    assert all(0.5 <= wait < 1.5 for wait in waits)
+    assert len(set(waits)) == 10
 
 
 def test_server_errors_are_retried_then_fall_back() -> None:
@@ -206,8 +316,9 @@ def test_when_every_candidate_fails_the_error_carries_every_attempt() -> None:
     with pytest.raises(AllAttemptsFailed) as caught:
         layer.image("g", PROMPT)
     assert outcomes(caught.value) == [
-        ("primary", "error", "unavailable", 0),
+        ("primary", "error", "unavailable", 0),  # another model follows: moved on at once
         ("backup", "error", "unavailable", 0),
+        ("backup", "error", "unavailable", 1),  # nothing else to try: retried once
     ]
     assert caught.value.stopped_by is None
     assert caught.value.images == []

@@ -4,6 +4,8 @@ out, and what an image's URL and size promise."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from layer_openai.testing import api_error, images_api, serving
 
@@ -45,3 +47,39 @@ def test_an_error_that_is_not_a_stop_is_not_raised_as_a_provider_error() -> None
             harness.layer.image("g", {"prompt": "a fox"})
     assert not isinstance(caught.value, ProviderError)
     assert caught.value.stopped_by is None
+
+
+def test_a_single_429_on_a_gate_with_no_fallback_is_retried_after_its_retry_after() -> None:
+    with serving({"g": {"model": "dall-e-2"}}) as harness:
+        harness.reply(api_error(429, "Rate limit reached", **{"retry-after": "0.3"}), images_api)
+        started = time.perf_counter()
+        response = harness.layer.image("g", {"prompt": "a fox"})
+        waited = time.perf_counter() - started
+    assert waited >= 0.3
+    assert [(a.outcome, a.error, a.retry, a.retry_after) for a in response.attempts] == [
+        ("error", "rate_limited", 0, 0.3),
+        ("ok", None, 1, None),
+    ]
+    assert len(response.images) == 1
+
+
+def test_a_single_5xx_on_a_gate_with_no_fallback_is_retried_after_a_backoff() -> None:
+    with serving({"g": {"model": "dall-e-2", "retry_backoff": 0.05}}) as harness:
+        harness.reply(api_error(503, "The engine is currently overloaded"), images_api)
+        response = harness.layer.image("g", {"prompt": "a fox"})
+        assert [body["model"] for body in harness.bodies()] == ["dall-e-2", "dall-e-2"]
+    assert [(a.error, a.retry) for a in response.attempts] == [("unavailable", 0), (None, 1)]
+
+
+def test_a_gate_with_a_fallback_moves_on_at_once_instead_of_waiting() -> None:
+    gates = {"g": {"model": "dall-e-3", "fallback_models": ["gpt-image-1.5"]}}
+    with serving(gates) as harness:
+        harness.reply(api_error(429, "Rate limit reached", **{"retry-after": "20"}), images_api)
+        started = time.perf_counter()
+        response = harness.layer.image("g", {"prompt": "a fox"})
+        assert time.perf_counter() - started < 10
+        assert [body["model"] for body in harness.bodies()] == ["dall-e-3", "gpt-image-1.5"]
+    assert [(a.model, a.error, a.retry) for a in response.attempts] == [
+        ("dall-e-3", "rate_limited", 0),
+        ("gpt-image-1.5", None, 0),
+    ]
