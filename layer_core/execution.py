@@ -114,6 +114,12 @@ class Executor:
                     stop = stop or error
             if delivered_here:
                 outcome.warnings.extend(w for w in candidate.warnings if w not in outcome.warnings)
+                if candidate.skipped:  # why the models the gate prefers did not serve
+                    outcome.warnings.extend(
+                        w
+                        for w in (r.warning for r in candidate.skipped)
+                        if w not in outcome.warnings
+                    )
             missing = [slot for slot in range(plan.count) if slot not in slots]
             if missing and stop is not None:
                 outcome.images = [slots[s] for s in sorted(slots)]

@@ -83,3 +83,21 @@ def test_a_gate_with_a_fallback_moves_on_at_once_instead_of_waiting() -> None:
         ("dall-e-3", "rate_limited", 0),
         ("gpt-image-1.5", None, 0),
     ]
+
+
+def test_a_response_says_why_the_primary_did_not_serve_it() -> None:
+    with serving({"g": {"model": "dall-e-3", "fallback_models": ["dall-e-2"]}}) as harness:
+        response = harness.layer.image("g", {"prompt": "a fox", "size": "512x512"})
+        assert [body["model"] for body in harness.bodies()] == ["dall-e-2"]
+    assert response.model == "dall-e-2"
+    assert (
+        "dall-e-3 skipped: size 512x512 not supported (1024x1024, 1792x1024, 1024x1792)"
+        in response.warnings
+    )
+
+
+def test_a_response_from_the_primary_names_no_model_skipped() -> None:
+    with serving({"g": {"model": "dall-e-2", "fallback_models": ["dall-e-3"]}}) as harness:
+        response = harness.layer.image("g", {"prompt": "a fox", "size": "512x512"})
+    assert response.model == "dall-e-2"
+    assert not [w for w in response.warnings if "skipped" in w]
