@@ -53,6 +53,17 @@ def retry_wait(gate: Gate, retry: int, retry_after: float | None, jitter: float)
     return wait if wait <= gate.max_retry_wait else None
 
 
+def _encoded(image: ImageOutput) -> str | None:
+    """The image's bytes in base64 if the output holds them: `base64`, or a base64 data: URL."""
+    if image.base64 is not None:
+        return image.base64
+    url = image.url
+    if url is not None and url.startswith("data:"):
+        head, _, data = url.partition(",")
+        return data if head.endswith(";base64") else None
+    return None
+
+
 def split_count(count: int, per_call: int) -> list[int]:
     """7 images at 3 per call → [3, 3, 1]."""
     full, rest = divmod(count, per_call)
@@ -163,6 +174,7 @@ class Executor:
             seed=seed,
             timeout=gate.timeout,
             options=self.options.get(spec.provider, {}),
+            response_format=gate.response_format,
         )
         retry = 0
         while True:
@@ -241,10 +253,25 @@ class Executor:
     def _finish(
         self, candidate: Candidate, call: GenerationCall, image: ImageOutput
     ) -> ImageOutput:
-        """Fill in what the core knows: model, provider, delivered size, seed, price-table cost."""
+        """Fill in what the core knows: model, provider, delivered size, seed, price-table cost.
+
+        A size the provider did not report is read from the image when its bytes are here
+        (base64, or a base64 data: URL), else is what the model is declared to deliver for the
+        size asked, marked expected.
+        """
         update: dict[str, Any] = {"model": candidate.model.id, "provider": candidate.model.provider}
         if image.size is None:
-            update["size"] = candidate.model.delivered_size(call.size)
+            encoded = _encoded(image)
+            measured = None
+            if encoded is not None:
+                from layer_core.sizes import encoded_image_size
+
+                measured = encoded_image_size(encoded)
+            if measured is not None:
+                update["size"], update["size_source"] = measured, "image"
+            else:
+                update["size"] = candidate.model.delivered_size(call.size)
+                update["size_source"] = "expected"
         if image.seed is None and call.seed is not None:
             update["seed"] = call.seed
         if image.cost_source == "price_table":

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from layer_core.errors import ERROR_KINDS, ErrorKind
-from layer_core.schema import Quality, Size, Style
+from layer_core.schema import Quality, ResponseFormat, Size, Style
 
 RoutingStrategy = Literal["single", "fallback", "round-robin", "cost", "quality"]
 ROUTING_STRATEGIES: tuple[RoutingStrategy, ...] = (
@@ -114,6 +114,14 @@ class Gate(BaseModel):
         30.0, ge=0, description="longest Retry-After honoured; longer moves on at once"
     )
     timeout: float = Field(120.0, gt=0, le=3600, description="seconds per attempt")
+    response_format: ResponseFormat | None = Field(
+        None,
+        description=(
+            "how images come back from providers that offer both: 'b64_json' asks for the "
+            "bytes in the response, 'url' for a link (DALL-E's expire after about an hour); "
+            "unset: each provider's own setting"
+        ),
+    )
     fallback_on: tuple[ErrorKind, ...] = DEFAULT_FALLBACK_ON
     budget: Budget | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import pickle
 import time
 from decimal import Decimal
@@ -22,7 +23,7 @@ from layer_core import (
 )
 from layer_core.execution import retry_wait
 from layer_core.gates import Gate
-from layer_core.testing import OK, Hang, ScriptedProvider, fake_images, make_spec
+from layer_core.testing import OK, Hang, ScriptedProvider, fake_images, make_spec, tiny_png
 from tests.helpers import layer_with, two_model_provider
 
 PROMPT = {"prompt": "a red bicycle"}
@@ -369,6 +370,51 @@ def test_soft_parameters_a_model_ignored_are_warned_on_the_response() -> None:
         "primary: has no quality setting; quality 'hd' ignored",
         "primary: has no style 'vivid'; style ignored",
     ]
+
+
+def test_a_size_the_provider_did_not_report_is_read_from_the_bytes_or_marked_expected() -> None:
+    wide = base64.b64encode(tiny_png(1344, 768)).decode()
+
+    def answer(call: GenerationCall) -> list[ImageOutput]:
+        if call.model.id == "inline":
+            return [ImageOutput(base64=wide), ImageOutput(url=f"data:image/png;base64,{wide}")]
+        if call.model.id == "reported":
+            return [ImageOutput(base64=wide, size="1792x1024")]
+        return [ImageOutput(url="https://files.example/out-0.png")]
+
+    acme = ScriptedProvider(
+        "acme",
+        [
+            make_spec("inline", "acme", max_images_per_call=2),
+            make_spec("reported", "acme"),
+            make_spec("linked", "acme", sizes=("1792x1024",), delivered={"1792x1024": "1344x768"}),
+        ],
+        {"inline": [answer], "reported": [answer], "linked": [answer]},
+    )
+    layer = layer_with(acme, gates={m: {"model": m} for m in ("inline", "reported", "linked")})
+    sized = {
+        model: [
+            (i.size, i.size_source)
+            for i in layer.image(model, {**PROMPT, "size": "1792x1024", "count": 2}).images
+        ]
+        for model in ("inline", "reported", "linked")
+    }
+    assert sized == {
+        "inline": [("1344x768", "image")] * 2,  # the bytes are here: read from their header
+        "reported": [("1792x1024", "provider")] * 2,  # the provider's word
+        "linked": [("1344x768", "expected")] * 2,  # only the model's declared delivery
+    }
+
+
+def test_image_output_speaks_the_wire_names_of_its_new_fields() -> None:
+    image = ImageOutput.model_validate(
+        {"url": "https://x/1.png", "sizeSource": "expected", "expiresAt": "2026-12-02T12:00:00Z"}
+    )
+    assert image.size_source == "expected"
+    assert image.expires_at is not None
+    assert image.expires_at.isoformat() == "2026-12-02T12:00:00+00:00"
+    wire = image.model_dump(mode="json", by_alias=True)
+    assert (wire["sizeSource"], wire["expiresAt"]) == ("expected", "2026-12-02T12:00:00Z")
 
 
 def test_sync_image_works_inside_a_running_event_loop() -> None:

@@ -5,11 +5,13 @@ out, and what an image's URL and size promise."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from layer_openai.testing import api_error, images_api, serving
 
 from layer_core.errors import AllAttemptsFailed, ContentRejected, ProviderError
+from layer_core.testing.images import image_info
 
 REFUSAL = "Your request was rejected as a result of our safety system."
 
@@ -101,3 +103,47 @@ def test_a_response_from_the_primary_names_no_model_skipped() -> None:
         response = harness.layer.image("g", {"prompt": "a fox", "size": "512x512"})
     assert response.model == "dall-e-2"
     assert not [w for w in response.warnings if "skipped" in w]
+
+
+def test_a_dall_e_url_says_when_it_expires_and_that_its_size_is_expected() -> None:
+    with serving() as harness:
+        before = datetime.now(UTC).replace(microsecond=0)
+        response = harness.layer.image("dall-e-3", {"prompt": "a fox", "size": "1792x1024"})
+        after = datetime.now(UTC)
+        (image,) = response.images
+        assert image.url is not None
+        assert image.base64 is None
+        assert image.expires_at is not None
+        assert before + timedelta(hours=1) <= image.expires_at <= after + timedelta(hours=1)
+        assert (image.size, image.size_source) == ("1792x1024", "expected")
+        image.bytes()
+        assert (image.size, image.size_source) == ("1792x1024", "image")
+
+
+def test_a_gate_can_ask_dall_e_for_base64_instead_of_an_expiring_url() -> None:
+    gates = {
+        "inline": {"model": "dall-e-2", "response_format": "b64_json"},
+        "links": {"model": "dall-e-2"},
+        "gpt": {"model": "gpt-image-1-mini", "response_format": "b64_json"},
+    }
+    with serving(gates) as harness:
+        inline = harness.layer.image("inline", {"prompt": "a fox", "size": "512x512"})
+        links = harness.layer.image("links", {"prompt": "a fox", "size": "512x512"})
+        harness.layer.image("gpt", {"prompt": "a fox"})
+        sent = harness.bodies()
+    assert sent[0]["response_format"] == "b64_json"
+    assert "response_format" not in sent[1]  # the provider's default: URLs
+    assert "response_format" not in sent[2]  # gpt-image takes none (always base64)
+    (image,) = inline.images
+    assert (image.url, image.expires_at) == (None, None)
+    assert (image.size, image.size_source) == ("512x512", "image")
+    assert image_info(image.bytes()) == ("image/png", 512, 512)
+    assert links.images[0].url is not None
+
+
+def test_a_gate_asking_for_urls_overrides_the_provider_setting() -> None:
+    gates = {"g": {"model": "dall-e-2", "response_format": "url"}}
+    with serving(gates, response_format="b64_json") as harness:
+        response = harness.layer.image("g", {"prompt": "a fox", "size": "256x256"})
+        assert harness.bodies()[0]["response_format"] == "url"
+    assert response.images[0].url is not None
