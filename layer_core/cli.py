@@ -550,7 +550,7 @@ def gates(ctx: click.Context, as_json: bool) -> None:
     for gate in all_gates.values():
         defaults = ", ".join(f"{k}={v}" for k, v in gate.defaults.model_dump().items() if v)
         last = gate.retries_on(nothing_else=True)
-        retries = gate.retries if gate.retries is not None else f"{last} on the last model"
+        retries = gate.retries if gate.retries is not None else f"{last} if last"
         limits = [f"retries {retries}", f"timeout {gate.timeout:g}s"]
         if gate.max_cost_per_image is not None:
             limits.append(f"max {_money(gate.max_cost_per_image)}/image")
