@@ -859,7 +859,9 @@ def gates(ctx: click.Context, as_json: bool) -> None:
     rows: list[list[_Cell]] = []
     for gate in all_gates.values():
         defaults = [f"{k}={v}" for k, v in gate.defaults.model_dump().items() if v]
-        limits = [f"retries {gate.retries}", f"timeout {gate.timeout:g}s"]
+        last = gate.retries_on(nothing_else=True)
+        retries = gate.retries if gate.retries is not None else f"{last} if last"
+        limits = [f"retries {retries}", f"timeout {gate.timeout:g}s"]
         if gate.max_cost_per_image is not None:
             limits.append(f"max {_money(gate.max_cost_per_image)}/image")
         if gate.budget is not None:

@@ -179,7 +179,24 @@ class AllAttemptsFailed(LayerError):
     `attempts` lists every attempt; `images` holds the images that were delivered (and paid for)
     before the end, so nothing is lost; `stopped_by` is set when an error that the gate does not
     fall back on ended the request early (e.g. a content rejection).
+
+    An error that stopped the request is raised as an instance of its own class too: a refusal
+    is caught by ``except ContentRejected`` as well as by ``except AllAttemptsFailed``, and
+    carries the refusal's `message`, `provider`, `model` and `status` beside the attempts and
+    images. (Its class derives from both; its name stays ``AllAttemptsFailed``.)
     """
+
+    def __new__(
+        cls,
+        gate_id: str,
+        attempts: Sequence[Attempt],
+        images: Sequence[ImageOutput] = (),
+        requested: int = 0,
+        stopped_by: ProviderError | None = None,
+    ) -> AllAttemptsFailed:
+        if cls is AllAttemptsFailed and stopped_by is not None:
+            cls = _stopped_by_class(type(stopped_by))
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -204,7 +221,24 @@ class AllAttemptsFailed(LayerError):
             else f"gate {gate_id!r}: every candidate failed"
         )
         got = f"; {len(self.images)} of {requested} images were delivered" if self.images else ""
-        super().__init__(f"{head}{got}\n{lines}")
+        # Exception's own __init__, not the next class in line: for a stopped request that is
+        # the provider error's, whose fields are copied from `stopped_by` below instead.
+        Exception.__init__(self, f"{head}{got}\n{lines}")
+        if stopped_by is not None and isinstance(self, ProviderError):
+            for name, value in vars(stopped_by).items():
+                if not hasattr(self, name):
+                    setattr(self, name, value)
+
+    def __str__(self) -> str:
+        # the summary of every attempt, not a provider error's one-line text
+        return Exception.__str__(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt from its parts (the class made for `stopped_by` is not importable by name)
+        return (
+            AllAttemptsFailed,
+            (self.gate_id, self.attempts, self.images, self.requested, self.stopped_by),
+        )
 
     @property
     def cost(self) -> Decimal:
@@ -307,3 +341,24 @@ PROVIDER_ERRORS: dict[ErrorKind, type[ProviderError]] = {
         InvalidProviderRequest,
     )
 }
+
+
+#: `AllAttemptsFailed` subclasses made for each stopping error class, so each is made once and
+#: `type(error)` is the same class for every request that stops the same way.
+_STOPPED_BY: dict[type[ProviderError], type[AllAttemptsFailed]] = {}
+
+
+def _stopped_by_class(error: type[ProviderError]) -> type[AllAttemptsFailed]:
+    """`AllAttemptsFailed` that is also an `error` (a subclass of both)."""
+    made = _STOPPED_BY.get(error)
+    if made is None:
+        made = _STOPPED_BY[error] = type(
+            "AllAttemptsFailed",
+            (AllAttemptsFailed, error),
+            {
+                "__module__": __name__,
+                "__qualname__": f"AllAttemptsFailed[{error.__qualname__}]",
+                "__doc__": f"A request stopped by {error.__name__}, with every attempt and image.",
+            },
+        )
+    return made

@@ -2,7 +2,8 @@
 
 For each candidate in plan order, the images still missing are split into calls of at most the
 model's `max_images_per_call`, run concurrently. A failed call is retried on the same model per
-the gate (honouring Retry-After up to `max_retry_wait`), then its images move to the next
+the gate (`Gate.retries_on`: by default only when there is nothing else to try; honouring
+Retry-After up to `max_retry_wait`, else a jittered backoff), then its images move to the next
 candidate, unless the error's kind is not in the gate's `fallback_on`, which stops the request.
 Images already delivered are kept and never paid twice. Every attempt is recorded.
 """
@@ -35,6 +36,32 @@ def redact(text: str, secrets: Sequence[str]) -> str:
         if len(secret) >= 4 and secret in text:
             text = text.replace(secret, "***")
     return text
+
+
+def retry_wait(gate: Gate, retry: int, retry_after: float | None, jitter: float) -> float | None:
+    """Seconds to wait before retrying a call that failed on try `retry` (0: the first), or None
+    when the wait would pass the gate's `max_retry_wait` (moving on beats waiting that long).
+
+    The provider's Retry-After is waited as given. Without one, the wait is the gate's
+    `retry_backoff` doubled per retry, times 0.5 + `jitter` (a random number in [0, 1)): calls
+    that failed together do not all come back at the same moment.
+    """
+    if retry_after is not None:
+        wait = retry_after
+    else:
+        wait = gate.retry_backoff * 2**retry * (0.5 + jitter)
+    return wait if wait <= gate.max_retry_wait else None
+
+
+def _encoded(image: ImageOutput) -> str | None:
+    """The image's bytes in base64 if the output holds them: `base64`, or a base64 data: URL."""
+    if image.base64 is not None:
+        return image.base64
+    url = image.url
+    if url is not None and url.startswith("data:"):
+        head, _, data = url.partition(",")
+        return data if head.endswith(";base64") else None
+    return None
 
 
 def split_count(count: int, per_call: int) -> list[int]:
@@ -73,7 +100,7 @@ class Executor:
         slots: dict[int, ImageOutput] = {}
         outcome = Outcome()
         missing = list(range(plan.count))
-        for candidate in plan.candidates:
+        for place, candidate in enumerate(plan.candidates):
             if not missing:
                 break
             per_call = candidate.model.max_images_per_call
@@ -81,12 +108,12 @@ class Executor:
             if len(groups) == 1:
                 # Most requests are one call: awaited directly, it needs no task and no turn of
                 # the event loop, which gather would spend on it.
-                results = [await self._call(candidate, groups[0], outcome.attempts)]
+                results = [await self._call(place, groups[0], outcome.attempts)]
             else:
                 import asyncio  # here, not at the top: `Layer()` itself needs no asyncio
 
                 results = await asyncio.gather(
-                    *(self._call(candidate, group, outcome.attempts) for group in groups)
+                    *(self._call(place, group, outcome.attempts) for group in groups)
                 )
             stop: ProviderError | None = None
             delivered_here = 0
@@ -98,6 +125,12 @@ class Executor:
                     stop = stop or error
             if delivered_here:
                 outcome.warnings.extend(w for w in candidate.warnings if w not in outcome.warnings)
+                if candidate.skipped:  # why the models the gate prefers did not serve
+                    outcome.warnings.extend(
+                        w
+                        for w in (r.warning for r in candidate.skipped)
+                        if w not in outcome.warnings
+                    )
             missing = [slot for slot in range(plan.count) if slot not in slots]
             if missing and stop is not None:
                 outcome.images = [slots[s] for s in sorted(slots)]
@@ -109,12 +142,21 @@ class Executor:
             raise AllAttemptsFailed(plan.gate_id, outcome.attempts, outcome.images, plan.count)
         return outcome
 
+    def _nothing_else(self, place: int, error: ProviderError) -> bool:
+        """Whether the images of a call that failed on candidate `place` with `error` have
+        nowhere else to go: the gate stops on this error, or no real model comes after (a
+        placeholder's stand-in image is no substitute for the one asked for)."""
+        if error.kind not in self.gate.fallback_on:
+            return True
+        return all(later.model.placeholder for later in self.plan.candidates[place + 1 :])
+
     async def _call(
-        self, candidate: Candidate, slots: list[int], attempts: list[Attempt]
+        self, place: int, slots: list[int], attempts: list[Attempt]
     ) -> tuple[list[ImageOutput], ProviderError | None]:
-        """One call of `len(slots)` images on one model, with the gate's retries."""
+        """One call of `len(slots)` images on candidate `place`, with the gate's retries."""
         import asyncio  # here, not at the top: `Layer()` itself needs no asyncio
 
+        candidate = self.plan.candidates[place]
         spec = candidate.model
         provider = self.providers[spec.provider]
         gate = self.gate
@@ -132,6 +174,7 @@ class Executor:
             seed=seed,
             timeout=gate.timeout,
             options=self.options.get(spec.provider, {}),
+            response_format=gate.response_format,
         )
         retry = 0
         while True:
@@ -195,9 +238,13 @@ class Executor:
             self.notify("on_attempt_failed", request=self.request, attempt=attempt, error=error)
             if images:  # a short delivery: keep what came, let the rest move on
                 return images, error
-            if error.retryable and retry < gate.retries:
-                wait = retry_after if retry_after is not None else gate.retry_backoff * 2**retry
-                if wait <= gate.max_retry_wait:
+            if error.retryable and retry < gate.retries_on(
+                nothing_else=self._nothing_else(place, error)
+            ):
+                import random  # only when a retry waits: a request that succeeds needs none
+
+                wait = retry_wait(gate, retry, retry_after, random.random())
+                if wait is not None:
                     await asyncio.sleep(wait)
                     retry += 1
                     continue
@@ -206,10 +253,25 @@ class Executor:
     def _finish(
         self, candidate: Candidate, call: GenerationCall, image: ImageOutput
     ) -> ImageOutput:
-        """Fill in what the core knows: model, provider, delivered size, seed, price-table cost."""
+        """Fill in what the core knows: model, provider, delivered size, seed, price-table cost.
+
+        A size the provider did not report is read from the image when its bytes are here
+        (base64, or a base64 data: URL), else is what the model is declared to deliver for the
+        size asked, marked expected.
+        """
         update: dict[str, Any] = {"model": candidate.model.id, "provider": candidate.model.provider}
         if image.size is None:
-            update["size"] = candidate.model.delivered_size(call.size)
+            encoded = _encoded(image)
+            measured = None
+            if encoded is not None:
+                from layer_core.sizes import encoded_image_size
+
+                measured = encoded_image_size(encoded)
+            if measured is not None:
+                update["size"], update["size_source"] = measured, "image"
+            else:
+                update["size"] = candidate.model.delivered_size(call.size)
+                update["size_source"] = "expected"
         if image.seed is None and call.seed is not None:
             update["seed"] = call.seed
         if image.cost_source == "price_table":

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from layer_core.errors import ERROR_KINDS, ErrorKind
-from layer_core.schema import Quality, Size, Style
+from layer_core.schema import Quality, ResponseFormat, Size, Style
 
 RoutingStrategy = Literal["single", "fallback", "round-robin", "cost", "quality"]
 ROUTING_STRATEGIES: tuple[RoutingStrategy, ...] = (
@@ -32,6 +32,12 @@ DEFAULT_FALLBACK_ON: tuple[ErrorKind, ...] = (
     "authentication",
     "billing",
 )
+
+#: Extra tries on the same model, when a gate does not set `retries`, for a failure with nothing
+#: else to try (no real model after it, or an error the gate does not fall back on): a single
+#: transient 429 or 5xx should not fail the request. Where another model follows, it is tried
+#: at once instead.
+DEFAULT_LAST_RETRIES = 1
 
 #: When a gate says nothing: the request may set size/quality/style, but not swap the model.
 DEFAULT_OVERRIDES: dict[OverrideField, bool] = {
@@ -89,14 +95,33 @@ class Gate(BaseModel):
     )
     defaults: GateDefaults = GateDefaults()
     max_cost_per_image: Annotated[Decimal, Field(ge=0)] | None = None
-    retries: int = Field(0, ge=0, le=10, description="extra tries on the same model")
+    retries: int | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description=(
+            "extra tries on the same model for a retryable error; unset: "
+            f"{DEFAULT_LAST_RETRIES} when there is nothing else to try, none when there is"
+        ),
+    )
     retry_backoff: float = Field(
-        0.25, ge=0, le=60, description="seconds before the first retry without Retry-After"
+        0.25,
+        ge=0,
+        le=60,
+        description="seconds before the first retry without Retry-After (doubling, jittered)",
     )
     max_retry_wait: float = Field(
         30.0, ge=0, description="longest Retry-After honoured; longer moves on at once"
     )
     timeout: float = Field(120.0, gt=0, le=3600, description="seconds per attempt")
+    response_format: ResponseFormat | None = Field(
+        None,
+        description=(
+            "how images come back from providers that offer both: 'b64_json' asks for the "
+            "bytes in the response, 'url' for a link (DALL-E's expire after about an hour); "
+            "unset: each provider's own setting"
+        ),
+    )
     fallback_on: tuple[ErrorKind, ...] = DEFAULT_FALLBACK_ON
     budget: Budget | None = None
 
@@ -124,6 +149,13 @@ class Gate(BaseModel):
         """`model` then `fallback_models`, without repeats, in the order written."""
         names = ((self.model,) if self.model else ()) + self.fallback_models
         return tuple(dict.fromkeys(names))
+
+    def retries_on(self, *, nothing_else: bool) -> int:
+        """Extra tries on the same model after a retryable error: `retries` when the gate sets
+        it; unset, `DEFAULT_LAST_RETRIES` when there is `nothing_else` to try, else none."""
+        if self.retries is not None:
+            return self.retries
+        return DEFAULT_LAST_RETRIES if nothing_else else 0
 
     def allows_override(self, field: OverrideField) -> bool:
         """Whether a request may set `field` to something other than this gate's value."""

@@ -55,6 +55,11 @@ class Candidate(NamedTuple):
     price: Decimal
     estimated_cost: Decimal
     warnings: tuple[str, ...] = ()
+    skipped: tuple[Rejection, ...] = ()
+    """Models of the pool the strategy ranks before this one that this request rules out (its
+    size, seed, prompt, price or the budget left), which a response it serves names in its
+    warnings. Models whose provider cannot be called are not among them: they are out for every
+    request (`layer explain` and `layer check` say so), not because of this one."""
 
     @property
     def id(self) -> str:
@@ -71,6 +76,11 @@ class Rejection(NamedTuple):
 
     model: str
     reason: str
+
+    @property
+    def warning(self) -> str:
+        """As a response's warning: "dall-e-3 skipped: size 512x512 not supported (...)"."""
+        return f"{self.model} skipped: {self.reason.removeprefix(f'{self.model}: ')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +127,13 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
     # eligible real models by their place in the strategy's order (None: not eligible)
     placed: list[Candidate | None] = [None] * len(pool.fits)
     stand_ins: list[Candidate] = []
+    stand_in_places: list[int] = []
     budget_left = state.budget_left
     unavailable = state.unavailable
     today = state.today
+    # (place in the order of preference, rejection) of each model this request rules out
+    skipped: list[tuple[int, Rejection]] = []
+    placeholders_from = len(pool.fits)  # stand-ins come after every real model
 
     for fit in pool.fits:
         if isinstance(fit, Rejection):  # not in the catalogue
@@ -130,35 +144,34 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
         if why is not None:
             rejected.append(Rejection(mid, f"{mid}: {why}"))
             continue
+        ruled_out: Rejection | None = None
         if fit.no_size is not None:
-            rejected.append(fit.no_size)
-            continue
-        if seed is not None and not fit.supports_seed:
-            rejected.append(
-                Rejection(mid, f"{mid}: cannot honour seed {seed} (the model has no seed)")
+            ruled_out = fit.no_size
+        elif seed is not None and not fit.supports_seed:
+            ruled_out = Rejection(mid, f"{mid}: cannot honour seed {seed} (the model has no seed)")
+        elif fit.max_prompt_chars is not None and prompt_chars > fit.max_prompt_chars:
+            ruled_out = Rejection(
+                mid,
+                f"{mid}: prompt is {prompt_chars} characters, over its {fit.max_prompt_chars}",
             )
-            continue
-        if fit.max_prompt_chars is not None and prompt_chars > fit.max_prompt_chars:
-            rejected.append(
-                Rejection(
-                    mid,
-                    f"{mid}: prompt is {prompt_chars} characters, over its {fit.max_prompt_chars}",
-                )
-            )
-            continue
-        if fit.over_price is not None:  # unpriced, or over max_cost_per_image
-            rejected.append(fit.over_price)
-            continue
+        elif fit.over_price is not None:  # unpriced, or over max_cost_per_image
+            ruled_out = fit.over_price
         price = fit.price
         estimated = price if count == 1 else price * count
-        if budget_left is not None and estimated > budget_left:
-            rejected.append(
-                Rejection(
-                    mid,
-                    f"{mid}: {money(estimated)} for {count} image(s) over the "
-                    f"{money(budget_left)} left in the gate's budget",
-                )
+        if ruled_out is None and budget_left is not None and estimated > budget_left:
+            ruled_out = Rejection(
+                mid,
+                f"{mid}: {money(estimated)} for {count} image(s) over the "
+                f"{money(budget_left)} left in the gate's budget",
             )
+        if ruled_out is not None:
+            rejected.append(ruled_out)
+            if fit.spec is pool.pinned:  # the model the request asked for: before all
+                skipped.append((-1, ruled_out))
+            else:
+                skipped.append(
+                    (fit.rank + (placeholders_from if fit.placeholder else 0), ruled_out)
+                )
             continue
         warnings = fit.warnings
         retires = fit.deprecated
@@ -167,15 +180,20 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
             warnings += (f"{mid}: {retirement(retires, today)}{refused}",)
         spec = fit.spec
         candidate = _make_candidate(
-            Candidate, (spec, fit.quality, fit.style, price, estimated, warnings)
+            Candidate, (spec, fit.quality, fit.style, price, estimated, warnings, ())
         )
         if spec is pool.pinned:
             head.append(candidate)
         elif fit.placeholder:
             stand_ins.append(candidate)
+            stand_in_places.append(placeholders_from + fit.rank)
         else:
             placed[fit.rank] = candidate
 
+    if skipped:
+        # each candidate names the models ruled out that the strategy would have tried first
+        placed = [c and _after(c, place, skipped) for place, c in enumerate(placed)]
+        stand_ins = [_after(c, p, skipped) for c, p in zip(stand_ins, stand_in_places, strict=True)]
     real = [c for c in placed if c is not None]
     if real and gate.routing_strategy == "round-robin":
         turn = state.rotation % len(real)
@@ -193,6 +211,12 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
         candidates=(*head, *real, *stand_ins),
         rejected=tuple(rejected),
     )
+
+
+def _after(candidate: Candidate, place: int, skipped: list[tuple[int, Rejection]]) -> Candidate:
+    """`candidate` (at `place` in the order of preference) with the ones `skipped` before it."""
+    before = tuple(rejection for at, rejection in skipped if at < place)
+    return candidate._replace(skipped=before) if before else candidate
 
 
 # --- what can be decided once per pool and request shape -----------------------------------

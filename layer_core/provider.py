@@ -28,7 +28,7 @@ from layer_core.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from layer_core.schema import ImageOutput, Quality, Size, Style
+from layer_core.schema import ImageOutput, Quality, ResponseFormat, Size, Style
 
 if TYPE_CHECKING:
     import asyncio
@@ -60,7 +60,9 @@ class GenerationCall:
     `n` never exceeds `model.max_images_per_call`; `quality` is what the model will run at (None
     when it has no quality setting) and `style` is None unless the model declares styles;
     `seed` is set only for models that support seeds. `options` holds the provider's own
-    settings (the keys its `Settings` subclass adds to `ProviderSettings`).
+    settings (the keys its `Settings` subclass adds to `ProviderSettings`). `response_format` is
+    the gate's ask, for a provider that can return either: "b64_json" for the image bytes in the
+    reply, "url" for a link; None leaves it to the provider's own setting.
     """
 
     model: ModelSpec
@@ -72,6 +74,7 @@ class GenerationCall:
     seed: int | None = None
     timeout: float = 120.0
     options: Mapping[str, Any] = field(default_factory=dict)
+    response_format: ResponseFormat | None = None
 
 
 class Provider(ABC):

@@ -51,6 +51,10 @@ MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_BYTES = 4096
 DEFAULT_DOWNLOAD_LIMIT = 50 * 1024 * 1024
 
+SizeSource = Literal["image", "provider", "expected"]
+#: How a provider that can return either is asked to return images (OpenAI's words).
+ResponseFormat = Literal["url", "b64_json"]
+
 MetadataValue = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
 
@@ -149,7 +153,25 @@ class ImageOutput(_Wire):
     model: str = ""
     provider: str = ""
     seed: int | None = None
-    size: str | None = Field(default=None, description="pixel size actually delivered, WxH")
+    size: str | None = Field(
+        default=None,
+        description="pixel size delivered, WxH (only expected when size_source says so)",
+    )
+    size_source: SizeSource = Field(
+        default="provider",
+        description=(
+            "where `size` comes from: 'image' (read from the image's own header), 'provider' "
+            "(the provider's reply said so), 'expected' (what the model returns for the size "
+            "asked, per its catalogue entry; the image was not at hand to check)"
+        ),
+    )
+    expires_at: datetime | None = Field(
+        default=None,
+        description=(
+            "when `url` stops working, for providers whose image URLs expire (DALL-E and "
+            "Replicate: about an hour); None when it does not, or is not known to"
+        ),
+    )
     mime_type: str = "image/png"
     cost_exact: Decimal = Decimal(0)
     cost_source: Literal["price_table", "provider_usage", "billing_time"] = "price_table"
@@ -167,13 +189,28 @@ class ImageOutput(_Wire):
         return float(self.cost_exact)
 
     def bytes(self, *, max_bytes: int = DEFAULT_DOWNLOAD_LIMIT, timeout: float = 60.0) -> bytes:
-        """The image bytes: decoded base64, or downloaded from an http(s) URL up to `max_bytes`."""
+        """The image bytes: decoded base64, or downloaded from an http(s) URL up to `max_bytes`.
+
+        Once the bytes are here, an `expected` size is replaced by the image's own
+        (`size_source` becomes "image"): a URL's image need not be what its model promised.
+        """
         if self.base64 is not None:
-            return _decode_base64(self.base64)
-        assert self.url is not None
-        if self.url.startswith("data:"):
-            return _decode_base64(self.url.partition(",")[2])
-        return _download(self.url, max_bytes=max_bytes, timeout=timeout)
+            data = _decode_base64(self.base64)
+        elif self.url is not None and self.url.startswith("data:"):
+            data = _decode_base64(self.url.partition(",")[2])
+        else:
+            assert self.url is not None
+            data = _download(self.url, max_bytes=max_bytes, timeout=timeout)
+        if self.size_source == "expected":
+            from layer_core.sizes import format_size, image_info
+
+            try:
+                _, width, height = image_info(data)
+            except ValueError:
+                pass
+            else:
+                self.size, self.size_source = format_size(width, height), "image"
+        return data
 
     def save(self, path: str | Path, *, max_bytes: int = DEFAULT_DOWNLOAD_LIMIT) -> Path:
         """Write the image to `path` (parents created) and return it."""

@@ -3,8 +3,8 @@
 Providers that take an aspect ratio (Flux, Stability) rather than pixels use `aspect_ratio_for`
 to map a request's size onto the ratios they accept; a model declares a size only where the image
 it returns has that ratio (within `tolerance`), and reports the pixels it really delivers
-(`png_size` reads them from the image). Models that return a fixed set of pixel sizes (SDXL)
-use `closest_dimensions`.
+(`image_info` reads them from the image's header). Models that return a fixed set of pixel sizes
+(SDXL) use `closest_dimensions`.
 """
 
 from __future__ import annotations
@@ -83,6 +83,80 @@ def sizes_for_dimensions(
 ) -> tuple[Size, ...]:
     """Every layer size that some WxH in `allowed` serves (see `closest_dimensions`)."""
     return sizes_for_ratios([exact_ratio(d) for d in allowed], tolerance=tolerance)
+
+
+def image_info(data: bytes) -> tuple[str, int, int]:
+    """(mime type, width, height) of a PNG, JPEG, WebP or GIF, read from its header (the first
+    bytes are enough); ValueError for anything else, or a header cut short."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return "image/png", width, height
+    if data.startswith(b"\xff\xd8"):
+        return ("image/jpeg", *_jpeg_size(data))
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return ("image/webp", *_webp_size(data))
+    if data.startswith((b"GIF87a", b"GIF89a")) and len(data) >= 10:
+        width, height = struct.unpack("<HH", data[6:10])
+        return "image/gif", width, height
+    raise ValueError(f"not a PNG, JPEG, WebP or GIF image (starts {data[:12]!r})")
+
+
+#: JPEG start-of-frame markers (the ones that carry the frame size).
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    at = 2
+    while at + 9 <= len(data):
+        if data[at] != 0xFF:
+            break
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
+        if marker in _SOF:
+            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
+            return width, height
+        at += 2 + length
+    raise ValueError("JPEG without a frame header")
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    kind = data[12:16]
+    if kind == b"VP8 " and len(data) >= 30:
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if kind == b"VP8L" and len(data) >= 25:
+        b0, b1, b2, b3 = data[21:25]
+        return 1 + (b0 | (b1 & 0x3F) << 8), 1 + (b1 >> 6 | b2 << 2 | (b3 & 0x0F) << 10)
+    if kind == b"VP8X" and len(data) >= 30:
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    raise ValueError(f"WebP chunk {kind!r} without a readable size")
+
+
+#: How much of a base64 image `encoded_image_size` decodes: a short head first (enough for PNG,
+#: WebP, GIF and most JPEGs), then more for a JPEG whose metadata comes before its frame header.
+_HEADS = (1024, 96 * 1024)
+
+
+def encoded_image_size(encoded: str) -> str | None:
+    """'WxH' of a base64 image (PNG, JPEG, WebP, GIF), decoding only the first bytes; None if
+    the text is not base64 or its head is not a known image header."""
+    import base64
+    import binascii
+
+    for chars in _HEADS:
+        try:
+            _, width, height = image_info(base64.b64decode(encoded[:chars]))
+        except (binascii.Error, ValueError):
+            if len(encoded) <= chars:
+                return None
+            continue
+        return format_size(width, height)
+    return None
 
 
 def png_size(data: bytes) -> tuple[int, int] | None:

@@ -50,7 +50,8 @@ def build(url: str, calls: Path, *, crash: bool = False, timeout: float = 120) -
         {
             "ledger": url,
             "gates": {
-                "capped": {"model": "paid", "timeout": timeout, "budget": budget},
+                # no retry: a reservation then lives the gate's timeout (plus the margin)
+                "capped": {"model": "paid", "timeout": timeout, "retries": 0, "budget": budget},
                 "free": {"model": "paid"},
             },
         },

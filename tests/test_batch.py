@@ -45,7 +45,7 @@ def requests(count: int, **data: Any) -> list[dict[str, Any]]:
 
 def test_a_failing_item_never_stops_the_others() -> None:
     flaky = ScriptedProvider("acme", [make_spec("m", "acme")], {"m": [every_fifth_fails()]})
-    layer = layer_with(flaky, gates={"g": {"model": "m"}})
+    layer = layer_with(flaky, gates={"g": {"model": "m", "retries": 0}})  # each outage fails
     results = list(layer.image_batch(requests(20), concurrency=4))
 
     assert len(results) == 20
@@ -226,7 +226,7 @@ def test_a_rerun_retries_only_the_failed_items(tmp_path: Path) -> None:
     flaky = ScriptedProvider(
         "acme", [make_spec("m", "acme", price="0.02")], {"m": [every_fifth_fails()]}
     )
-    layer = layer_with(flaky, gates={"g": {"model": "m"}})
+    layer = layer_with(flaky, gates={"g": {"model": "m", "retries": 0}})  # each outage fails
     batch = requests(25)
 
     first = asyncio.run(run_batch(layer, batch, out, concurrency=8))

@@ -81,6 +81,7 @@ FLAKY_GATE = """
 [gates.flaky]
 model = "flaky-1"
 routing_strategy = "single"
+retries = 0
 """
 
 

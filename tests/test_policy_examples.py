@@ -104,6 +104,51 @@ def test_seed_is_a_hard_constraint() -> None:
     assert result.rejected[0].reason == "dall-e-3: cannot honour seed 42 (the model has no seed)"
 
 
+def test_each_candidate_names_the_preferred_models_the_request_ruled_out() -> None:
+    result = plan(
+        request(size="512x512", seed=7),
+        gate(fallback_models=("dall-e-3", "gpt-image-1", "flux-schnell", "old", "nope", "local")),
+        CATALOG,
+        ProviderState(unavailable={"replicate": "REPLICATE_API_TOKEN is not set"}, today=TODAY),
+    )
+    old, local = result.candidates
+    # flux-schnell's missing key and the unknown `nope` hold for every request: not named
+    assert [r.warning for r in old.skipped] == [
+        "dall-e-3 skipped: size 512x512 not supported (1024x1024, 1792x1024, 1024x1792)",
+        "gpt-image-1 skipped: size 512x512 not supported (1024x1024, 1536x1024, 1024x1536)",
+    ]
+    assert local.skipped == old.skipped
+
+
+def test_a_model_the_strategy_ranks_after_the_one_that_serves_is_not_named() -> None:
+    result = plan(
+        request(seed=42),
+        gate(fallback_models=("dall-e-3", "flux-schnell"), routing_strategy="cost"),
+        CATALOG,
+        ProviderState(today=TODAY),
+    )
+    assert [(c.id, c.skipped) for c in result.candidates] == [("flux-schnell", ())]
+    result = plan(
+        request(seed=42),
+        gate(fallback_models=("dall-e-3", "flux-schnell"), routing_strategy="quality"),
+        CATALOG,
+        ProviderState(today=TODAY),
+    )
+    assert [r.warning for r in result.candidates[0].skipped] == [
+        "dall-e-3 skipped: cannot honour seed 42 (the model has no seed)"
+    ]
+
+
+def test_a_model_the_request_asked_for_but_cannot_have_is_named() -> None:
+    result = plan(
+        request(seed=42).model_copy(update={"model": "dall-e-3"}),
+        gate(fallback_models=("flux-schnell",), allow_overrides=True),
+        CATALOG,
+        ProviderState(today=TODAY),
+    )
+    assert [r.model for r in result.candidates[0].skipped] == ["dall-e-3"]
+
+
 def test_soft_parameters_become_warnings() -> None:
     result = plan(
         request(quality="hd", style="natural"),

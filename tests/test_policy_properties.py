@@ -168,3 +168,26 @@ def test_single_strategy_only_ever_uses_the_primary(world: Any) -> None:
     assert len(result.candidates) <= 1
     if result.candidates:
         assert result.candidates[0].model is catalog.resolve(gate.pool[0])
+
+
+@EXAMPLES
+@given(worlds(strategies=["fallback"]))
+def test_each_candidate_names_the_models_before_it_that_the_request_ruled_out(world: Any) -> None:
+    request, gate, catalog, state = world
+    result = plan(request, gate, catalog, state)
+    order = list(dict.fromkeys(s.id for n in gate.pool if (s := catalog.resolve(n)) is not None))
+    ruled_out = [
+        r
+        for r in result.rejected
+        if r.model in catalog and catalog[r.model].provider not in state.unavailable
+    ]
+    for candidate in result.candidates:
+        if candidate.model.placeholder:
+            continue
+        assert candidate.skipped == tuple(
+            r
+            for r in ruled_out
+            if order.index(r.model) < order.index(candidate.id) and not catalog[r.model].placeholder
+        )
+        for rejection in candidate.skipped:
+            assert rejection.warning.startswith(f"{rejection.model} skipped: ")

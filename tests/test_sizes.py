@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import struct
+
 import pytest
 
 from layer_core.sizes import (
     aspect_ratio_for,
     closest_dimensions,
     dimensions_for,
+    encoded_image_size,
     exact_ratio,
     fit_within,
     megapixels,
@@ -19,6 +23,7 @@ from layer_core.sizes import (
     sizes_for_ratios,
 )
 from layer_core.testing import tiny_png
+from layer_core.testing.images import tiny_webp
 
 FLUX = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
 
@@ -79,6 +84,44 @@ def test_png_size_reads_the_header_and_refuses_other_bytes() -> None:
     assert png_size(tiny_png(1344, 768)) == (1344, 768)
     assert png_size(b"GIF89a" + bytes(30)) is None
     assert png_size(tiny_png()[:20]) is None
+
+
+def jpeg_header(width: int, height: int, metadata: int) -> bytes:
+    """The start of a JPEG: `metadata` bytes of APP1 segments, then the frame header."""
+    sizes = [60_000] * (metadata // 60_000) + [metadata % 60_000]
+    app1 = b"".join(b"\xff\xe1" + struct.pack(">H", n + 2) + bytes(n) for n in sizes)
+    frame = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, height, width, 3) + bytes(9)
+    return b"\xff\xd8" + app1 + frame + bytes(100)
+
+
+@pytest.mark.parametrize(
+    ("image", "size"),
+    [
+        (tiny_png(1792, 1024), "1792x1024"),
+        (tiny_webp(1280, 720), "1280x720"),
+        (jpeg_header(1536, 1024, metadata=20), "1536x1024"),
+        (jpeg_header(1024, 1536, metadata=40_000), "1024x1536"),  # past the first short read
+        (b"GIF89a" + struct.pack("<HH", 300, 200) + bytes(20), "300x200"),
+    ],
+    ids=["png", "webp", "jpeg", "jpeg-after-exif", "gif"],
+)
+def test_encoded_image_size_reads_the_header_of_base64_images(image: bytes, size: str) -> None:
+    assert encoded_image_size(base64.b64encode(image).decode()) == size
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        base64.b64encode(b"not an image at all" * 100).decode(),
+        base64.b64encode(tiny_png(64, 64)[:20]).decode(),  # cut inside the header
+        base64.b64encode(jpeg_header(8, 8, metadata=200_000)).decode(),  # frame beyond the reads
+        "this is not base64!",
+        "",
+    ],
+    ids=["text", "truncated-png", "jpeg-frame-too-far", "not-base64", "empty"],
+)
+def test_encoded_image_size_is_none_when_the_head_is_no_image_it_knows(text: str) -> None:
+    assert encoded_image_size(text) is None
 
 
 def test_same_ratio_tells_a_delivered_size_that_keeps_the_shape_from_one_that_does_not() -> None:

@@ -114,7 +114,8 @@ def reservation_ttl(gate: Gate, candidates: Sequence[Candidate]) -> float:
 
     After that, a reservation whose process died stops counting against the budget.
     """
-    per_model = gate.timeout * (gate.retries + 1) + gate.max_retry_wait * gate.retries
+    retries = gate.retries_on(nothing_else=True)  # the most any one model may get
+    per_model = gate.timeout * (retries + 1) + gate.max_retry_wait * retries
     return per_model * max(len(candidates), 1) + RESERVATION_MARGIN
 
 

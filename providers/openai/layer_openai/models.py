@@ -151,6 +151,8 @@ class Served:
     quality: Mapping[Quality, str]
     """layer's quality → the quality sent; empty when `quality` is never sent"""
     token_prices: TokenPrices | None
+    takes_response_format: bool = False
+    """it accepts `response_format` (DALL·E), so a gate may ask it for base64 or URLs"""
 
 
 @functools.cache
@@ -207,4 +209,4 @@ def serve(
     request: dict[str, Any] = {"model": model_id}
     if response_format is not None and rules.response_format:
         request["response_format"] = response_format
-    return Served(spec, request, quality, model.token_prices)
+    return Served(spec, request, quality, model.token_prices, rules.response_format)

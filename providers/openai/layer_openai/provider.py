@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
@@ -45,6 +46,8 @@ CONTENT_CODES = frozenset({"content_policy_violation", "moderation_blocked"})
 #: credit; waiting does not help, so not a rate limit) or a 400 `billing_hard_limit_reached`.
 BILLING_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+#: How long the image URLs DALL·E answers with stay valid, from the answer's `created` time.
+URL_LIFETIME = timedelta(hours=1)
 _PIXELS = re.compile(r"\d{1,5}x\d{1,5}")
 
 
@@ -156,6 +159,8 @@ class OpenAIProvider(Provider):
             kwargs["quality"] = served.quality[call.quality]
         if call.style is not None:  # the core passes a style only to models that declare styles
             kwargs["style"] = call.style
+        if call.response_format is not None and served.takes_response_format:
+            kwargs["response_format"] = call.response_format  # the gate's ask wins
         client = self._clients.get()
         try:
             response = await client.images.generate(**kwargs)
@@ -176,6 +181,12 @@ class OpenAIProvider(Provider):
         if not (isinstance(size, str) and _PIXELS.fullmatch(size)):
             size = None
         mime = MIME_TYPES.get(getattr(response, "output_format", None) or "png", "image/png")
+        created = getattr(response, "created", None)
+        if isinstance(created, int) and not isinstance(created, bool) and created > 0:
+            made = datetime.fromtimestamp(created, UTC)
+        else:
+            made = datetime.now(UTC)
+        expires = made + URL_LIFETIME
         costs: list[Any] = [None] * len(data)
         usage = getattr(response, "usage", None)
         if served.token_prices is not None and usage is not None:
@@ -195,6 +206,7 @@ class OpenAIProvider(Provider):
                 "revised_prompt": revised if isinstance(revised, str) else None,
                 "size": size,
                 "mime_type": mime,
+                "expires_at": expires if isinstance(url, str) and url.startswith("http") else None,
             }
             if cost is not None:
                 fields["cost_exact"] = cost

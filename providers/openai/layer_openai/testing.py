@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import functools
 import secrets
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -169,7 +170,7 @@ def images_api(request: Recorded, *, key: str = KEY) -> Reply:
         revised = {"revised_prompt": f"revised: {body['prompt']}"} if family == "dall-e-3" else {}
         return Reply(
             json={
-                "created": 1,
+                "created": int(time.time()),
                 "data": [{**_image(request, size, body), **revised} for _ in range(n)],
             }
         )
@@ -178,7 +179,7 @@ def images_api(request: Recorded, *, key: str = KEY) -> Reply:
     image_tokens = n * output_tokens(served_quality, served_size)
     return Reply(
         json={
-            "created": 1,
+            "created": int(time.time()),
             "data": [{"b64_json": _png_b64(served_size)} for _ in range(n)],
             "size": served_size,
             "quality": served_quality,

@@ -197,7 +197,7 @@ def test_a_malformed_200_is_a_core_error(harness: OpenAIHarness, reply: Reply) -
 
 
 def test_a_gate_timeout_shorter_than_the_server_is_recorded_as_a_timeout(transport: str) -> None:
-    gates = {"quick": {"model": "dall-e-3", "timeout": 0.5}}
+    gates = {"quick": {"model": "dall-e-3", "timeout": 0.5, "retries": 0}}
     with serving(gates, http_client=transport) as harness:
         harness.reply(Reply(json={"created": 1, "data": [{"url": "http://x/1.png"}]}, delay=10))
         with pytest.raises(AllAttemptsFailed) as caught:

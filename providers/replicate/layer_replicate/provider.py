@@ -10,11 +10,13 @@ The SDK is imported on first use, never at plugin load.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mimetypes
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -61,6 +63,8 @@ SAFETY_FAILURE = re.compile(r"nsfw|safety|sensitive|\bE005\b|content moderation"
 #: Flux dev/schnell and SDXL log the seed they drew when none was given.
 SEED_LOG = re.compile(r"Using seed: (\d+)")
 CANCEL_TIMEOUT = 10.0
+#: How long Replicate keeps an API prediction's output files before deleting them.
+OUTPUT_LIFETIME = timedelta(hours=1)
 
 
 class ReplicateSettings(ProviderSettings):
@@ -195,11 +199,19 @@ class ReplicateProvider(Provider):
                 **where,
             )
         seed = call.seed if call.seed is not None else _logged_seed(prediction.logs)
-        delivered = model.fit(call.size).delivered
         urls = urls[: call.n]
         costs = _billing_time_costs(model, prediction.metrics, len(urls))
+        expires = _expires_at(prediction.completed_at)
+        # No `size`: the core reads it from a data: URL's bytes, and for a file URL (not
+        # downloaded here) reports the size the model is declared to deliver, as expected.
         return [
-            ImageOutput(url=url, seed=seed, size=delivered, mime_type=_mime_type(url), **cost)
+            ImageOutput(
+                url=url,
+                seed=seed,
+                mime_type=_mime_type(url),
+                expires_at=None if url.startswith("data:") else expires,
+                **cost,
+            )
             for url, cost in zip(urls, costs, strict=True)
         ]
 
@@ -293,6 +305,18 @@ def _mime_type(url: str) -> str:
     """From a data: URL's header or the file name's extension (out-0.webp); PNG if neither."""
     named = url if url.startswith("data:") else urlsplit(url).path
     return mimetypes.guess_type(named)[0] or "image/png"
+
+
+def _expires_at(completed_at: str | None) -> datetime:
+    """When a prediction's output files are deleted: `OUTPUT_LIFETIME` after it completed (or
+    from now, if Replicate did not say when)."""
+    ended = None
+    if completed_at:
+        with contextlib.suppress(ValueError):
+            ended = datetime.fromisoformat(completed_at)
+    if ended is None or ended.tzinfo is None:
+        ended = datetime.now(UTC)
+    return ended + OUTPUT_LIFETIME
 
 
 def _logged_seed(logs: str | None) -> int | None:

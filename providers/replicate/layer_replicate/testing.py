@@ -25,6 +25,7 @@ body, `NO_REPLY`); any route can also be scripted on the server itself: `server.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import hashlib
@@ -34,6 +35,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from layer_core.testing import FakeServer, Recorded, Reply, tiny_png
@@ -234,7 +236,10 @@ class Run:
     answers with the end; None: it never ends on its own, only a cancel stops it). It ends as
     `status`, with `error` when failed; a success returns `outputs` file URLs (default: the
     input's `num_outputs`), as a list, or as one URL for models without `num_outputs` (Flux pro).
-    `predict_time` is reported in `metrics`.
+    `predict_time` is reported in `metrics`. `pixels` renders that (width, height) instead of what
+    the model renders for the input (as a new version of a model may); `inline` hands the
+    outputs out as base64 `data:` URLs, a form Replicate's clients accept for file outputs,
+    instead of file URLs.
     """
 
     polls: int | None = 0
@@ -242,6 +247,8 @@ class Run:
     error: str | None = None
     outputs: int | None = None
     predict_time: float = 1.25
+    pixels: tuple[int, int] | None = None
+    inline: bool = False
 
 
 @dataclass
@@ -263,6 +270,7 @@ class Prediction:
     created_via: str = ""
     pixels: tuple[int, int] = (0, 0)
     files: list[str] = field(default_factory=list)
+    completed_at: str | None = None
 
 
 class FakeReplicate:
@@ -381,6 +389,8 @@ class FakeReplicate:
                 prediction.pixels = schema.render(given)
             except ValueError as exc:  # the model's own check: the prediction fails
                 prediction.run = dataclasses.replace(run, status="failed", error=str(exc))
+            else:
+                prediction.pixels = run.pixels or prediction.pixels
             self.created.append(prediction)
             if prediction.prefer and prediction.prefer.startswith("wait") and run.polls == 0:
                 self._end(prediction)
@@ -440,6 +450,7 @@ class FakeReplicate:
     def _end(self, prediction: Prediction) -> None:
         run = prediction.run
         prediction.status = run.status
+        prediction.completed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         if run.status != "succeeded":
             return
         given, schema = prediction.input, prediction.schema
@@ -448,7 +459,14 @@ class FakeReplicate:
         prediction.files = [f"{prediction.id}-{i}.{fmt}" for i in range(count)]
         for index, name in enumerate(prediction.files):
             self._files[name] = (fmt, *prediction.pixels, _colour(prediction, index))
-        urls = [f"{self.server.url}/files/{name}" for name in prediction.files]
+        if run.inline:
+            urls = [
+                f"data:{IMAGE_TYPES[fmt]};base64,"
+                + base64.b64encode(_image(*self._files[name])).decode()
+                for name in prediction.files
+            ]
+        else:
+            urls = [f"{self.server.url}/files/{name}" for name in prediction.files]
         prediction.output = urls if schema.several else next(iter(urls), None)
 
     def _json(self, prediction: Prediction) -> dict[str, Any]:
@@ -466,7 +484,7 @@ class FakeReplicate:
             "metrics": {"predict_time": prediction.run.predict_time} if ended else {},
             "created_at": "2026-11-23T12:00:00.000Z",
             "started_at": "2026-11-23T12:00:00.100Z",
-            "completed_at": "2026-11-23T12:00:01.400Z" if ended else None,
+            "completed_at": prediction.completed_at if ended else None,
             "urls": {"get": base, "cancel": f"{base}/cancel"},
         }
 

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import io
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import entry_points
 from typing import Any
@@ -21,6 +22,7 @@ from PIL import Image
 
 from layer_core import GenerationCall, ImageOutput, InvalidRequest, Layer, NoEligibleModel
 from layer_core.testing import Reply, ScriptedProvider, make_spec
+from layer_core.testing.images import image_info
 
 Rig = tuple[ReplicateProvider, FakeReplicate]
 MakeLayer = Callable[..., Layer]
@@ -103,6 +105,34 @@ def test_outputs_stay_file_urls_that_bytes_downloads(make_layer: MakeLayer, rig:
         with Image.open(io.BytesIO(image.bytes())) as picture:
             assert (picture.format, picture.size) == ("WEBP", (1344, 768))
     assert len([r for r in fake.server.requests if r.path.startswith("/files/")]) == 2
+
+
+def test_a_file_url_reports_the_size_expected_until_its_bytes_say_otherwise(
+    make_layer: MakeLayer, rig: Rig
+) -> None:
+    _, fake = rig
+    fake.next(Run(pixels=(1280, 720)))  # 16:9, but not the 1344x768 flux-schnell is known for
+    before = datetime.now(UTC)
+    response = make_layer(single("flux-schnell")).image("g", {"prompt": "p", "size": "1792x1024"})
+    (image,) = response.images
+    assert (image.size, image.size_source) == ("1344x768", "expected")
+    assert image.expires_at is not None
+    assert (
+        before + timedelta(minutes=59) < image.expires_at <= datetime.now(UTC) + timedelta(hours=1)
+    )
+    assert image_info(image.bytes()) == ("image/webp", 1280, 720)
+    assert (image.size, image.size_source) == ("1280x720", "image")  # read once downloaded
+
+
+def test_an_image_delivered_inline_reports_its_own_size(make_layer: MakeLayer, rig: Rig) -> None:
+    _, fake = rig
+    fake.next(Run(pixels=(1280, 720), inline=True))
+    response = make_layer(single("flux-schnell")).image("g", {"prompt": "p", "size": "1792x1024"})
+    (image,) = response.images
+    assert (image.url or "").startswith("data:image/webp;base64,")
+    assert (image.size, image.size_source) == ("1280x720", "image")
+    assert image.expires_at is None  # the bytes are in the response: nothing to expire
+    assert [r.path for r in fake.server.requests if r.path.startswith("/files/")] == []
 
 
 def test_sdxl_outputs_are_pngs_of_the_size_asked_for(make_layer: MakeLayer) -> None:

@@ -43,6 +43,7 @@ def png_output(
         base64=encoded or base64.b64encode(data).decode("ascii"),
         seed=seed,
         size=format_size(*size),
+        size_source="image",
         mime_type="image/png",
     )
 

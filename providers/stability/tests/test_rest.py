@@ -203,7 +203,7 @@ def test_a_malformed_success_is_an_unavailable_provider(
 
 
 def test_a_slow_reply_is_a_timeout(make_layer: Any, server: FakeServer) -> None:
-    layer = make_layer(gates={"only": {"model": "sd3.5-large", "timeout": 0.5}})
+    layer = make_layer(gates={"only": {"model": "sd3.5-large", "timeout": 0.5, "retries": 0}})
     server.add("POST", SD3, Reply(json={}, delay=10))
     with pytest.raises(AllAttemptsFailed) as caught:
         layer.image("only", {"prompt": PROMPT})
