@@ -2,7 +2,9 @@
 
 All hooks are synchronous. Network work happens in `Provider.generate`, which the core calls
 directly, never inside a hook. Implement a hook by decorating a function of the same name with
-`layer_core.hookimpl`; a misspelt name is reported when the plugin loads and the plugin is skipped.
+`layer_core.hookimpl`; a misspelt name is reported when the plugin loads (pluggy's
+`check_pending`) and the plugin is skipped. Hooks are called through pluggy, so `tryfirst`,
+`trylast` and wrappers (`wrapper=True`) apply.
 
 Registration hooks run once per `Layer` (when it is built). Observation hooks run on every
 request, after the fact; an exception in one is logged with the plugin's name and never breaks

@@ -1,17 +1,24 @@
 """Loading plugins: one entry point at a time, each failure isolated and reported by name.
 
 Every `Layer` owns a `PluginHost`: its own pluggy manager, the plugins it loaded (with status),
-the providers they registered, and the observation hooks they implement. Entry points in group
-`layer` are discovered once per process; `LAYER_PLUGINS` (comma list) or plugins.toml's
-`[plugins] load` choose which load; `LAYER_STRICT_PLUGINS=1` turns a failure into an exception.
+and the providers they registered. Entry points in group `layer` are discovered once per
+process; `LAYER_PLUGINS` (comma list) or plugins.toml's `[plugins] load` choose which load;
+`LAYER_STRICT_PLUGINS=1` turns a failure into an exception.
+
+Hooks are called through pluggy (`pm.hook.<name>`), so its call order (`tryfirst`, `trylast`),
+wrappers (`wrapper=True`, `hookwrapper=True`), `check_pending` and tracing all apply. What the
+host registers for a plugin is a `Guarded` stand-in: the plugin's own hook implementations with
+their own options, each observation hook wrapped so that what it raises is logged with the
+plugin's name and goes no further (pluggy would stop the call at the first exception).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Literal
@@ -34,6 +41,8 @@ OBSERVATION_HOOKS = (
     "on_ledger_error",
 )
 PluginStatus = Literal["ok", "failed", "disabled"]
+#: What is logged (with the traceback) when an observation hook raises.
+RAISED = "plugin %s: hook %s raised; ignored"
 
 
 @dataclass
@@ -48,9 +57,6 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     providers: list[str] = field(default_factory=list)
     note: str | None = None
-
-
-Observer = tuple[str, Callable[..., Any], tuple[str, ...]]
 
 
 @functools.cache
@@ -80,7 +86,8 @@ class PluginHost:
         self.plugins: list[PluginInfo] = []
         self.providers: dict[str, Provider] = {}
         self.provider_plugin: dict[str, str] = {}
-        self.observers: dict[str, tuple[Observer, ...]] = {}
+        #: The observation hooks some plugin implements; `notify` skips the others at no cost.
+        self.implemented: dict[str, pluggy.HookCaller] = {}
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -146,36 +153,33 @@ class PluginHost:
             self._add(obj, PluginInfo(name=name, note="object"))
 
     def _add(self, plugin: object, info: PluginInfo) -> None:
+        for other in self.pm.get_plugins():
+            if other.plugin is plugin:
+                self._fail(info, f"already registered as plugin {other.name!r}")
+                return
         try:
-            self.pm.register(plugin, name=info.name)
+            guarded = Guarded(plugin, info.name, self.pm)
+            self.pm.register(guarded, name=info.name)
         except Exception as exc:  # noqa: BLE001 - pluggy validation or a duplicate name
             self._fail(info, f"{type(exc).__name__}: {exc}")
             return
-        unknown = [
-            caller.name
-            for caller in (self.pm.get_hookcallers(plugin) or [])
-            if not caller.has_spec()
-            and not any(i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin)
-        ]
-        if unknown:
-            self.pm.unregister(plugin)
-            hints = []
-            for name in unknown:
-                close = did_you_mean(name, _hook_names())
-                hints.append(f"{name!r}" + (f" ({close})" if close else ""))
-            self._fail(info, "unknown hook " + ", ".join(hints))
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            unknown = _did_you_mean(self.pm, guarded)
+            self._forget(guarded, info)
+            self._fail(info, f"unknown hook {unknown}")
             return
-        info.hooks = sorted(c.name for c in (self.pm.get_hookcallers(plugin) or []))
+        self._hooks_changed()
+        info.hooks = sorted(c.name for c in (self.pm.get_hookcallers(guarded) or []))
         self.plugins.append(info)
-        for impl in self.pm.hook.register_providers.get_hookimpls():
-            if impl.plugin is not plugin:
-                continue
-            try:
-                impl.function(register=lambda p: self._register_provider(p, info))
-            except Exception as exc:  # noqa: BLE001 - the plugin's own code
-                self._forget(plugin, info)
-                self._fail(info, f"register_providers raised {type(exc).__name__}: {exc}")
-                return
+        others = [p for p in self.pm.get_plugins() if p is not guarded]
+        register_providers = self.pm.subset_hook_caller("register_providers", others)
+        try:
+            register_providers(register=lambda p: self._register_provider(p, info))
+        except Exception as exc:  # noqa: BLE001 - the plugin's own code
+            self._forget(guarded, info)
+            self._fail(info, f"register_providers raised {type(exc).__name__}: {exc}")
 
     def _register_provider(self, provider: object, info: PluginInfo) -> None:
         if not isinstance(provider, Provider):
@@ -202,6 +206,7 @@ class PluginHost:
         info.providers.clear()
         if self.pm.is_registered(plugin):
             self.pm.unregister(plugin)
+            self._hooks_changed()
         if info in self.plugins:
             self.plugins.remove(info)
 
@@ -227,24 +232,25 @@ class PluginHost:
         if self.strict:
             raise PluginLoadError(info.name, reason)
 
-    def finish(self) -> None:
-        """Freeze the observation hooks: a hook no plugin implements costs nothing later."""
-        for hook_name in OBSERVATION_HOOKS:
-            caller = getattr(self.pm.hook, hook_name)
-            self.observers[hook_name] = tuple(
-                (impl.plugin_name, impl.function, tuple(impl.argnames))
-                for impl in reversed(caller.get_hookimpls())
-            )
+    def _hooks_changed(self) -> None:
+        """Note again which observation hooks some plugin implements (after a (un)register)."""
+        self.implemented = {
+            name: caller
+            for name in OBSERVATION_HOOKS
+            if (caller := getattr(self.pm.hook, name)).get_hookimpls()
+        }
 
     # --- calling observation hooks -------------------------------------------------------
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Call every implementation of an observation hook; one raising never stops the rest."""
-        for plugin_name, function, argnames in self.observers.get(hook_name, ()):
-            try:
-                function(**{name: kwargs[name] for name in argnames})
-            except Exception:
-                log.exception("plugin %s: hook %s raised; ignored", plugin_name, hook_name)
+        """Call an observation hook through pluggy, unless no plugin implements it.
+
+        What an implementation raises is logged with its plugin's name (see `guard`), never
+        raised here: an observer cannot break a request.
+        """
+        caller = self.implemented.get(hook_name)
+        if caller is not None:
+            caller(**kwargs)
 
 
 def _not_installed(name: str, source: str, installed: Sequence[str]) -> str:
@@ -260,6 +266,120 @@ def _hook_names() -> list[str]:
     return [n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "layer_spec")]
 
 
+class Guarded:
+    """What the host registers for one plugin: its hook implementations, with their options.
+
+    Each observation hook is wrapped by `guard`; registration hooks are passed on unchanged in
+    behaviour (what they raise is the plugin's load failure). `functools.wraps` keeps each
+    implementation's argument names visible to pluggy, so it passes the same arguments.
+    """
+
+    def __init__(self, plugin: object, name: str, pm: pluggy.PluginManager) -> None:
+        self.plugin = plugin
+        self.name = name
+        self._hooks: list[str] = []
+        for attr in dir(plugin):
+            opts = pm.parse_hookimpl_opts(plugin, attr)
+            if opts is None:
+                continue
+            hook = opts.get("specname") or attr
+            function = getattr(plugin, attr)
+            wrapped = guard(function, name, hook) if hook in OBSERVATION_HOOKS else _pass(function)
+            setattr(self, attr, hookspecs.hookimpl(wrapped, **opts))
+            self._hooks.append(attr)
+
+    def __dir__(self) -> list[str]:
+        """The hook implementations only: what pluggy looks through when it registers this."""
+        return self._hooks
+
+    def __repr__(self) -> str:
+        return f"<layer plugin {self.name!r}>"
+
+
+def guard(function: Callable[..., Any], plugin: str, hook: str) -> Callable[..., Any]:
+    """`function`, one plugin's implementation of `hook`, with what it raises logged, not raised.
+
+    A wrapper (a generator function) that raises before its `yield` steps aside: the others
+    still run and their result passes through. One that raises after it, or yields twice, is
+    logged the same way. An exception from the implementations inside a wrapper is not its
+    own: the wrapper sees it, and it goes on.
+    """
+    if inspect.isgeneratorfunction(function):
+        return _guard_wrapper(function, plugin, hook)
+
+    @functools.wraps(function)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception:
+            log.exception(RAISED, plugin, hook)
+            return None
+
+    return guarded
+
+
+def _guard_wrapper(function: Callable[..., Any], plugin: str, hook: str) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def guarded(*args: Any, **kwargs: Any) -> Generator[None, Any, Any]:
+        inner = function(*args, **kwargs)
+        try:
+            next(inner)
+        except Exception:  # raised (or returned) before its yield
+            log.exception(RAISED, plugin, hook)
+            return (yield)
+        outcome: Any = None
+        thrown: BaseException | None = None
+        try:
+            outcome = yield
+        except BaseException as exc:  # noqa: BLE001 - handed on to the wrapper, as pluggy does
+            thrown = exc
+        try:
+            if thrown is None:
+                inner.send(outcome)
+            else:
+                inner.throw(thrown)
+        except StopIteration as stop:
+            return stop.value
+        except Exception as exc:
+            if exc is not thrown:
+                log.exception(RAISED, plugin, hook)
+            if thrown is not None:  # not the wrapper's own: it goes on
+                raise thrown from None
+            return outcome
+        inner.close()
+        log.error("plugin %s: hook %s yielded twice; ignored", plugin, hook)
+        return outcome
+
+    return guarded
+
+
+def _pass(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function` as its own new function object, which can carry the hookimpl options."""
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def passed_on(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            return (yield from function(*args, **kwargs))
+
+        return passed_on
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return call
+
+
+def _did_you_mean(pm: pluggy.PluginManager, plugin: object) -> str:
+    """The hooks `plugin` implements that have no spec, each with the closest spec's name."""
+    hints = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if not caller.has_spec() and not all(i.optionalhook for i in caller.get_hookimpls()):
+            close = did_you_mean(caller.name, _hook_names())
+            hints.append(f"{caller.name!r}" + (f" ({close})" if close else ""))
+    return ", ".join(hints)
+
+
 def build_host(
     *,
     allow: Sequence[str] | None,
@@ -273,5 +393,4 @@ def build_host(
     if entry_points:
         host.load_entry_points(allow, allow_source)
     host.add_objects(extra)
-    host.finish()
     return host

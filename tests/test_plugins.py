@@ -246,8 +246,3 @@ def test_observation_hooks_fire_in_order(caplog: pytest.LogCaptureFixture) -> No
     assert any(
         "Exploder" in r.getMessage() and "on_response" in r.getMessage() for r in caplog.records
     )
-
-
-def test_no_observers_means_no_observer_calls() -> None:
-    layer = layer_with(two_model_provider(), gates={"g": {"model": "primary"}})
-    assert all(observers == () for observers in layer._host.observers.values())
