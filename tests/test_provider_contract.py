@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -133,6 +136,20 @@ def test_the_current_contract_raises_no_deprecation_warning() -> None:
         layer.image("g", PROMPT)  # the core never reads GenerationCall.options itself
         layer.image("g", PROMPT, model="plain-1")
         layer.close()
+
+
+def test_the_shipped_providers_and_the_example_are_written_to_the_current_contract() -> None:
+    code = (
+        "import sys; sys.path.insert(0, 'examples/layer-acme');"
+        "import layer_local, layer_openai, layer_replicate, layer_stability, layer_acme"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 # --- a provider written for the first contract ---------------------------------------------------
