@@ -7,11 +7,12 @@ the router is the only retry loop, so a retry may go to another model.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
 from layer_core.catalog import ModelSpec
 from layer_core.errors import (
@@ -73,8 +74,6 @@ class OpenAISettings(ProviderSettings):
         ),
     )
 
-    _served: dict[str, Served] = PrivateAttr(default_factory=dict)
-
     @model_validator(mode="after")
     def _models_known(self) -> OpenAISettings:
         known = {**shipped(), **self.extra_models}
@@ -84,18 +83,21 @@ class OpenAISettings(ProviderSettings):
                     f"models: unknown model {name!r} (shipped: {', '.join(shipped())}; "
                     "declare others under extra_models)"
                 )
-        self._served = catalogue(self)  # a quality_map that leaves a model unservable: an error
+        # A quality_map that leaves a model unservable is an error here; what is built is kept
+        # as `served` (where the cached property keeps its value: read on every call, it must
+        # be a plain attribute, not one of pydantic's private ones).
+        self.__dict__["served"] = catalogue(self)
         return self
 
-    @property
+    @functools.cached_property
     def served(self) -> dict[str, Served]:
-        """Every served model by id, built once from these settings when they are validated."""
-        return self._served
+        """Every served model by id, built once from these settings."""
+        return catalogue(self)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         copy = super().model_copy(update=update, deep=deep)
-        if update:  # the copy skips validation: build its own catalogue
-            copy._served = catalogue(copy)
+        if update:  # the copy skips validation: it builds its own catalogue when asked
+            copy.__dict__.pop("served", None)
         return copy
 
 
