@@ -41,7 +41,7 @@ from layer_core.schema import (
 )
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
+    from asyncio import AbstractEventLoop, Task
 
     from layer_core.batch import BatchInput, BatchResult
     from layer_core.ledger.report import CostReport, When
@@ -599,12 +599,63 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        import asyncio
-
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result()
+        return run_on(self.loop, coro)
 
     def stop(self) -> None:
+        """Cancel what still runs on the loop (a call given up on: its clean-up, such as the
+        ledger record, runs now rather than never), then stop the loop and its thread."""
+        self.run(_cancel_the_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         self.loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    import asyncio
+
+    rest = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in rest:
+        task.cancel()
+    if rest:
+        await asyncio.wait(rest, timeout=CANCEL_GRACE)
+
+
+#: Seconds a sync call waits, after an interrupt, for the coroutine it cancelled to finish.
+CANCEL_GRACE = 60.0
+
+
+def run_on(loop: AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on `loop` (another thread's) and wait for its result.
+
+    An exception while waiting (Ctrl-C) cancels the coroutine and waits, up to `CANCEL_GRACE`
+    seconds, until it has finished before propagating: its cleanup (the ledger record of a
+    cancelled request, a batch's results file) runs now, while the loop runs, instead of never
+    or at interpreter exit. A second interrupt stops the waiting.
+    """
+    finished = threading.Event()
+    tasks: list[Task[T]] = []
+
+    def start() -> None:
+        task = loop.create_task(coro)
+        task.add_done_callback(lambda _: finished.set())
+        tasks.append(task)
+
+    loop.call_soon_threadsafe(start)
+    try:
+        _wait(finished)
+    except BaseException:
+        # callbacks run in order: `start` has made the task by the time this runs
+        loop.call_soon_threadsafe(lambda: tasks[0].cancel())
+        _wait(finished, CANCEL_GRACE)
+        raise
+    return tasks[0].result()
+
+
+def _wait(event: threading.Event, timeout: float | None = None) -> None:
+    """`event.wait()` in slices of a tenth of a second: CPython runs signal handlers between
+    bytecodes, so a Ctrl-C landing just as a lock wait begins is seen when the slice ends,
+    instead of when the whole wait does."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not event.wait(0.1):
+        if deadline is not None and time.monotonic() >= deadline:
+            return
