@@ -269,6 +269,7 @@ class Layer:
         ledger = self._ledger
         hold: Hold | None = None
         notes: list[str] = []
+        executor: Executor | None = None
         try:
             if ledger is not None and gate.budget is not None and the_plan.candidates:
                 the_plan, hold, notes = await self._reserve(
@@ -277,7 +278,7 @@ class Layer:
             notify("on_plan", request=request, plan=the_plan)
             if not the_plan.candidates:
                 raise NoEligibleModel(gate.id, the_plan.rejected)
-            outcome = await Executor(
+            executor = Executor(
                 request=request,
                 gate=gate,
                 plan=the_plan,
@@ -285,10 +286,13 @@ class Layer:
                 notify=notify,
                 secrets=self._secrets,
                 options=self._options,
-            ).run()
+            )
+            outcome = await executor.run()
         except BaseException as exc:
             if ledger is not None:
-                record = self._failure_record(exc, request, first_plan, now, started, hold)
+                record = self._failure_record(
+                    exc, request, first_plan, now, started, hold, executor
+                )
                 if hold is not None and isinstance(exc, Exception):
                     await ledger.settle(record)
                 else:  # nothing held, or cancelled: the writer settles it
@@ -430,12 +434,20 @@ class Layer:
         now: datetime,
         started: float,
         hold: Hold | None,
+        executor: Executor | None = None,
     ) -> LedgerRecord:
-        """A failed request: what it was paid for (images delivered before the end), and why."""
+        """A failed request: what it was paid for (images delivered before the end), and why.
+
+        A cancelled request (Ctrl-C) is recorded with the images its calls had delivered.
+        """
         images: Sequence[ImageOutput] = ()
         attempts: Sequence[Attempt] = ()
         if isinstance(exc, AllAttemptsFailed):
             images, attempts = exc.images, exc.attempts
+        elif executor is not None:
+            delivered = executor.delivered
+            images = [delivered[slot] for slot in sorted(delivered)]
+            attempts = executor.outcome.attempts
         status: Status = "rejected-by-budget" if isinstance(exc, BudgetExceeded) else "failed"
         return self._record(
             _new_id(),
