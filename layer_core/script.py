@@ -60,10 +60,15 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         from layer_core.cli import main as run  # click, pydantic, rich: most of the start-up
 
         run(argv)
-    except Interrupted:
-        _stop(say=True)
     except SystemExit as exc:
         code = exc.code
+    except BaseException:
+        # Python 3.11 turns an exception raised in a `__set_name__` (while a class is being
+        # made, at import) into a RuntimeError: an interrupted command may end in anything
+        if _stage != "stopping":
+            raise
+    if _stage == "stopping":  # a Ctrl-C stopped the command, however it unwound
+        _stop(say=True)
     _stage = "exiting"
     if _presses:  # a Ctrl-C while the result was printed: it is complete, nothing more to say
         _stop(say=False)
