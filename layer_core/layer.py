@@ -652,12 +652,18 @@ def run_on(loop: AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
         task.add_done_callback(lambda _: finished.set())
         tasks.append(task)
 
-    loop.call_soon_threadsafe(start)
+    def cancel() -> None:  # callbacks run in order: a `start` scheduled has run by now
+        if tasks:
+            tasks[0].cancel()
+        else:  # the interrupt came before `start` was scheduled: nothing ran
+            coro.close()
+            finished.set()
+
     try:
+        loop.call_soon_threadsafe(start)
         _wait(finished)
     except BaseException:
-        # callbacks run in order: `start` has made the task by the time this runs
-        loop.call_soon_threadsafe(lambda: tasks[0].cancel())
+        loop.call_soon_threadsafe(cancel)
         _wait(finished, CANCEL_GRACE)
         raise
     return tasks[0].result()
