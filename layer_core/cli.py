@@ -151,6 +151,7 @@ def image(ctx: click.Context, /, prompt: str, out: Path, as_json: bool, **option
                 options["model"],
                 _metadata(options["meta"]),
             )
+            done(f"{len(response.images)} image(s) generated, not saved")
         done(f"{len(response.images)} image(s) generated, not all saved in {out}")
         files = save_response(response, out, prompt=prompt)
         done(f"{len(files)} image(s) saved in {out}")

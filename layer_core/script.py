@@ -38,6 +38,7 @@ _WRITER = "layer_core.ledger.writer"
 _stage = "off"
 _presses = 0
 _done = ""
+_again = False
 
 
 class Interrupted(SystemExit):
@@ -100,6 +101,19 @@ def _install() -> None:
         signal.signal(signal.SIGINT, _on_sigint)
     except ValueError:  # not the main thread (a test calling `main`): leave signals alone
         _stage = "off"
+        return
+    sys.unraisablehook = _unraisable
+
+
+def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """`Interrupted` raised where Python cannot pass it on (a `__del__`, a callback) is dropped
+    there: raise it again in a moment, from the deadline's handler, to unwind the command."""
+    global _again
+    if isinstance(unraisable.exc_value, Interrupted) and hasattr(signal, "setitimer"):
+        _again = True
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
@@ -117,6 +131,11 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 
 
 def _on_deadline(signum: int, frame: FrameType | None) -> None:
+    global _again
+    if _again:
+        _again = False
+        signal.setitimer(signal.ITIMER_REAL, DEADLINE)
+        raise Interrupted
     _exit_now(say=_stage == "stopping")  # not after a result: it says what happened
 
 

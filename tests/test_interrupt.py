@@ -179,6 +179,54 @@ def test_a_record_made_while_the_interpreter_exits_does_not_hang_the_exit(tmp_pa
     assert "came while the interpreter was exiting" in done.stderr
 
 
+# --- the script's entry point, with a command line that gets Ctrl-C where Python drops it ------
+
+STAND_IN = """
+import os, signal, sys, time, types
+
+def ctrl_c_here():
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(1000):  # bytecodes: the handler runs among them, raising here
+        pass
+
+def in_del(argv):
+    class Dropped:
+        def __del__(self):
+            ctrl_c_here()
+    Dropped()
+    time.sleep(30)
+
+def in_set_name(argv):
+    class Named:
+        def __set_name__(self, owner, name):
+            ctrl_c_here()
+    class Owner:
+        attribute = Named()
+    time.sleep(30)
+
+cli = types.ModuleType("layer_core.cli")  # the command line, replaced for this test
+cli.main = {"del": in_del, "set_name": in_set_name}[sys.argv[1]]
+sys.modules["layer_core.cli"] = cli
+from layer_core.script import main
+main([])
+"""
+
+
+@pytest.mark.parametrize("where", ["del", "set_name"])
+def test_a_ctrl_c_python_drops_or_converts_still_ends_the_command(
+    where: str, sigint_is_python_s: None
+) -> None:
+    """A Ctrl-C raised in a `__del__` is dropped by Python (printed as "Exception ignored"),
+    one raised in a `__set_name__` becomes a RuntimeError (3.11): neither may leave the command
+    running, print a traceback, or end it with anything but 130."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", STAND_IN, where], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (130, "interrupted\n")
+    assert time.monotonic() - started < 10  # not the sleep, nor the clean-up deadline
+
+
 # --- the `layer` script ----------------------------------------------------------------------
 
 
