@@ -113,6 +113,8 @@ def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
         _again = True
         signal.setitimer(signal.ITIMER_REAL, 0.01)
         return
+    if _stage == "stopping":  # an object the interrupt left half-made, collected: not news
+        return
     sys.__unraisablehook__(unraisable)
 
 
@@ -127,7 +129,19 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
         signal.setitimer(signal.ITIMER_REAL, DEADLINE)
     if _stage == "running":
         _stage = "stopping"
+        _quiet()
         raise Interrupted
+
+
+def _quiet() -> None:
+    """No warnings once stopping: they would be about what the interrupt cut short (a
+    coroutine made but never awaited, say), not about a fault."""
+    if "warnings" not in sys.modules:  # then nothing is importing it either: import it now
+        import warnings  # noqa: F401
+    # still being imported (by the code the interrupt came in): not there yet, no warnings yet
+    simplefilter = getattr(sys.modules["warnings"], "simplefilter", None)
+    if simplefilter is not None:
+        simplefilter("ignore")
 
 
 def _on_deadline(signum: int, frame: FrameType | None) -> None:

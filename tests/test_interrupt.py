@@ -204,21 +204,40 @@ def in_set_name(argv):
         attribute = Named()
     time.sleep(30)
 
+def unawaited(argv):
+    async def work():
+        pass
+    pending = work()
+    ctrl_c_here()
+
+def half_made(argv):
+    class Half:
+        def __init__(self):
+            ctrl_c_here()
+            self.ready = True
+        def __del__(self):
+            assert self.ready
+    Half()
+
 cli = types.ModuleType("layer_core.cli")  # the command line, replaced for this test
-cli.main = {"del": in_del, "set_name": in_set_name}[sys.argv[1]]
+cli.main = {
+    "del": in_del, "set_name": in_set_name, "unawaited": unawaited, "half_made": half_made
+}[sys.argv[1]]
 sys.modules["layer_core.cli"] = cli
 from layer_core.script import main
 main([])
 """
 
 
-@pytest.mark.parametrize("where", ["del", "set_name"])
+@pytest.mark.parametrize("where", ["del", "set_name", "unawaited", "half_made"])
 def test_a_ctrl_c_python_drops_or_converts_still_ends_the_command(
     where: str, sigint_is_python_s: None
 ) -> None:
     """A Ctrl-C raised in a `__del__` is dropped by Python (printed as "Exception ignored"),
-    one raised in a `__set_name__` becomes a RuntimeError (3.11): neither may leave the command
-    running, print a traceback, or end it with anything but 130."""
+    one raised in a `__set_name__` becomes a RuntimeError (3.11), and what it cuts short makes
+    Python complain (a coroutine never awaited, a `__del__` failing on a half-made object):
+    none may leave the command running, print a traceback or a warning, or end it with
+    anything but 130 and one line."""
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-c", STAND_IN, where], capture_output=True, text=True, timeout=60
