@@ -1,5 +1,5 @@
 """`python -m layer_core` runs the `layer` command."""
 
-from layer_core.cli import main
+from layer_core.script import main
 
 main()

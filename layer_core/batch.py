@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -242,27 +241,19 @@ async def _execute(layer: Layer, item: BatchItem) -> BatchResult:
 def iterate_on(loop: asyncio.AbstractEventLoop, results: AsyncIterator[T]) -> Iterator[T]:
     """Iterate an async iterator from sync code, running it on `loop` (another thread's).
 
-    An interrupt while waiting (Ctrl-C) cancels the step in flight, and closing the iterator
-    closes the async one there, so nothing keeps running on the loop afterwards.
+    An interrupt while waiting (Ctrl-C) cancels the step in flight (see `run_on`), and closing
+    the iterator closes the async one there, so nothing keeps running on the loop afterwards.
     """
+    from layer_core.layer import run_on
+
     done = object()
 
-    async def step(finished: threading.Event) -> object:
-        try:
-            return await anext(results, done)
-        finally:
-            finished.set()
+    async def step() -> object:
+        return await anext(results, done)
 
     try:
         while True:
-            finished = threading.Event()
-            future = asyncio.run_coroutine_threadsafe(step(finished), loop)
-            try:
-                value = future.result()
-            except BaseException:
-                future.cancel()
-                finished.wait(timeout=60)
-                raise
+            value = run_on(loop, step())
             if value is done:
                 return
             yield cast(T, value)

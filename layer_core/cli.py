@@ -22,6 +22,7 @@ from layer_core.errors import (
     UnknownModel,
 )
 from layer_core.schema import QUALITIES, SIZES, STYLES
+from layer_core.script import Interrupted, done, finishing
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -359,6 +360,7 @@ def image(ctx: click.Context, /, prompt: str, out: Path, as_json: bool, **option
 
     with _errors():
         layer = _layer(ctx)
+        done("no image was saved")  # what a Ctrl-C stops, as the command goes on
         with layer:
             response = layer.image(
                 options["gate"],
@@ -366,8 +368,12 @@ def image(ctx: click.Context, /, prompt: str, out: Path, as_json: bool, **option
                 options["model"],
                 _metadata(options["meta"]),
             )
+            done(f"{len(response.images)} image(s) generated, not saved")
+        done(f"{len(response.images)} image(s) generated, not all saved in {out}")
         files = save_response(response, out, prompt=prompt)
+        done(f"{len(files)} image(s) saved in {out}")
         gallery_page = write_gallery(out)
+        finishing()
         if as_json:
             click.echo(
                 response.model_dump_json(by_alias=True, exclude={"images": {"__all__": {"base64"}}})
@@ -407,10 +413,8 @@ def batch(
     "data": {...}, "model": ..., "metadata": {...}}`, every field optional but data.prompt).
     The request flags are defaults for every line. Lines already done in --out (same id, or
     same content when a line has no id) are skipped; failed ones are retried. Ctrl-C stops
-    cleanly: every finished line is kept. Exits 1 when any line failed.
+    cleanly: every completed line is kept. Exits 1 when any line failed, 130 after Ctrl-C.
     """
-    import asyncio
-
     from layer_core.batch import read_batch_file
 
     with _errors():
@@ -427,18 +431,15 @@ def batch(
         requests = read_batch_file(file, defaults, file_format=cast("FileFormat", file_format))
         seen: list[BatchSummary] = []
         try:
-            summary = asyncio.run(_run_batch(layer, requests, out, concurrency, seen))
-        except KeyboardInterrupt:
-            console = _console(stderr=True)
-            if seen:
-                _print_summary(seen[-1], out, console)
-            _say(
-                console,
-                "interrupted",
-                "every finished line is in results.jsonl; "
-                "run the same command again to do the rest",
-            )
-            raise SystemExit(130) from None
+            with layer:  # on the layer's own loop: the main thread only waits, so Ctrl-C
+                # cancels the batch where it awaits (see `layer_core.layer.run_on`)
+                summary = layer._run(_run_batch(layer, requests, out, concurrency, seen))
+        except Interrupted:
+            if seen and seen[-1].state != "finished":
+                _print_summary(seen[-1], out, _console(stderr=True))
+            done(_batch_note(seen[-1] if seen else None, out))
+            raise
+        finishing()
         _print_summary(summary, out, _console())
         if summary.failed:
             raise SystemExit(1)
@@ -485,10 +486,23 @@ async def _run_batch(
         progress.update(
             tasks[0], completed=summary.done, failed=summary.failed, spent=_money(summary.cost)
         )
+        done(_batch_note(summary, out))
 
-    async with layer:
-        with progress:
-            return await run_batch(layer, requests, out, concurrency=concurrency, on_progress=show)
+    with progress:
+        return await run_batch(layer, requests, out, concurrency=concurrency, on_progress=show)
+
+
+def _batch_note(summary: BatchSummary | None, out: Path) -> str:
+    """What an interrupted batch had done (never "finished": the batch did not say so)."""
+    if summary is None:
+        return "no line was run"
+    saved = f"{summary.images} image(s) saved in {out}"
+    if summary.state == "finished":  # the Ctrl-C came while the ledger was being written
+        return f"every line was done, {saved}"
+    return (
+        f"{summary.done} of {summary.todo} line(s) done, {saved};"
+        " run the same command again to do the rest"
+    )
 
 
 def _print_summary(summary: BatchSummary, out: Path, console: Console) -> None:

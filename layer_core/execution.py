@@ -93,11 +93,16 @@ class Executor:
     providers: Mapping[str, Provider]
     notify: Notify
     secrets: Sequence[str] = ()
+    outcome: Outcome = field(default_factory=Outcome, init=False)
+    """Every attempt so far (also after a cancellation)."""
+    delivered: dict[int, ImageOutput] = field(default_factory=dict, init=False)
+    """The images delivered so far, by slot: kept as each call returns, so what a cancelled
+    request was already paid for can still be recorded."""
 
     async def run(self) -> Outcome:
         plan = self.plan
-        slots: dict[int, ImageOutput] = {}
-        outcome = Outcome()
+        slots = self.delivered
+        outcome = self.outcome
         missing = list(range(plan.count))
         for place, candidate in enumerate(plan.candidates):
             if not missing:
@@ -194,6 +199,7 @@ class Executor:
             latency = (time.perf_counter() - started) * 1000
             if error is None:
                 images = [self._finish(candidate, call, image) for image in images[: call.n]]
+                self.delivered.update(zip(slots, images, strict=False))
                 if len(images) < call.n:
                     error = ProviderUnavailable(f"returned {len(images)} of {call.n} images")
             if error is None:

@@ -45,7 +45,7 @@ from layer_core.schema import (
 from layer_core.shipped import SHIPPED_MODELS, shipped_names, shipped_plugin
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
+    from asyncio import AbstractEventLoop, Task
 
     from layer_core.batch import BatchInput, BatchResult
     from layer_core.ledger.report import CostReport, When
@@ -339,6 +339,7 @@ class Layer:
         ledger = self._ledger
         hold: Hold | None = None
         notes: list[str] = []
+        executor: Executor | None = None
         try:
             if ledger is not None and gate.budget is not None and the_plan.candidates:
                 the_plan, hold, notes = await self._reserve(
@@ -347,17 +348,20 @@ class Layer:
             notify("on_plan", request=request, plan=the_plan)
             if not the_plan.candidates:
                 raise NoEligibleModel(gate.id, the_plan.rejected)
-            outcome = await Executor(
+            executor = Executor(
                 request=request,
                 gate=gate,
                 plan=the_plan,
                 providers=self._host.providers,
                 notify=notify,
                 secrets=self._secrets,
-            ).run()
+            )
+            outcome = await executor.run()
         except BaseException as exc:
             if ledger is not None:
-                record = self._failure_record(exc, request, first_plan, now, started, hold)
+                record = self._failure_record(
+                    exc, request, first_plan, now, started, hold, executor
+                )
                 if hold is not None and isinstance(exc, Exception):
                     await ledger.settle(record)
                 else:  # nothing held, or cancelled: the writer settles it
@@ -502,12 +506,20 @@ class Layer:
         now: datetime,
         started: float,
         hold: Hold | None,
+        executor: Executor | None = None,
     ) -> LedgerRecord:
-        """A failed request: what it was paid for (images delivered before the end), and why."""
+        """A failed request: what it was paid for (images delivered before the end), and why.
+
+        A cancelled request (Ctrl-C) is recorded with the images its calls had delivered.
+        """
         images: Sequence[ImageOutput] = ()
         attempts: Sequence[Attempt] = ()
         if isinstance(exc, AllAttemptsFailed):
             images, attempts = exc.images, exc.attempts
+        elif executor is not None:
+            delivered = executor.delivered
+            images = [delivered[slot] for slot in sorted(delivered)]
+            attempts = executor.outcome.attempts
         status: Status = "rejected-by-budget" if isinstance(exc, BudgetExceeded) else "failed"
         return self._record(
             _new_id(),
@@ -688,12 +700,69 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        import asyncio
-
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result()
+        return run_on(self.loop, coro)
 
     def stop(self) -> None:
+        """Cancel what still runs on the loop (a call given up on: its clean-up, such as the
+        ledger record, runs now rather than never), then stop the loop and its thread."""
+        self.run(_cancel_the_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         self.loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    import asyncio
+
+    rest = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in rest:
+        task.cancel()
+    if rest:
+        await asyncio.wait(rest, timeout=CANCEL_GRACE)
+
+
+#: Seconds a sync call waits, after an interrupt, for the coroutine it cancelled to finish.
+CANCEL_GRACE = 60.0
+
+
+def run_on(loop: AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on `loop` (another thread's) and wait for its result.
+
+    An exception while waiting (Ctrl-C) cancels the coroutine and waits, up to `CANCEL_GRACE`
+    seconds, until it has finished before propagating: its cleanup (the ledger record of a
+    cancelled request, a batch's results file) runs now, while the loop runs, instead of never
+    or at interpreter exit. A second interrupt stops the waiting.
+    """
+    finished = threading.Event()
+    tasks: list[Task[T]] = []
+
+    def start() -> None:
+        task = loop.create_task(coro)
+        task.add_done_callback(lambda _: finished.set())
+        tasks.append(task)
+
+    def cancel() -> None:  # callbacks run in order: a `start` scheduled has run by now
+        if tasks:
+            tasks[0].cancel()
+        else:  # the interrupt came before `start` was scheduled: nothing ran
+            coro.close()
+            finished.set()
+
+    try:
+        loop.call_soon_threadsafe(start)
+        _wait(finished)
+    except BaseException:
+        loop.call_soon_threadsafe(cancel)
+        _wait(finished, CANCEL_GRACE)
+        raise
+    return tasks[0].result()
+
+
+def _wait(event: threading.Event, timeout: float | None = None) -> None:
+    """`event.wait()` in slices of a tenth of a second: CPython runs signal handlers between
+    bytecodes, so a Ctrl-C landing just as a lock wait begins is seen when the slice ends,
+    instead of when the whole wait does."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not event.wait(0.1):
+        if deadline is not None and time.monotonic() >= deadline:
+            return

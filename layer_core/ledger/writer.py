@@ -14,6 +14,7 @@ import atexit
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -56,11 +57,19 @@ class Writer:
         self._retry_at: float | None = None
         self._delay = RETRY_MIN
         self._down = False
+        self._writing: list[LedgerRecord] = []
         _WRITERS.add(self)
 
     def put(self, record: LedgerRecord) -> None:
         """Queue a record (the request's path: no I/O, no lock once the thread runs)."""
+        global _recorded
+        _recorded = True
         if self._thread is None:
+            if sys.is_finalizing():
+                # from a coroutine the interpreter's last garbage collection closed, say: no
+                # thread can start now (in Python 3.11 starting one hangs the exit for good)
+                log.error("ledger: a record came while the interpreter was exiting; it is lost")
+                return
             self._start()
         self._queue.put(record)
 
@@ -98,6 +107,35 @@ class Writer:
         if timeout != 0:
             thread.join(timeout)
 
+    def spool_pending(self) -> int:
+        """Spool what is queued or being written, for an exit that cannot wait for the database.
+
+        The records go to a spool file of their own, which the next writer replays; the thread
+        may still finish its write, and replaying a record the database has changes nothing.
+        Returns how many records were spooled.
+        """
+        records = list(self._writing)
+        markers: list[_Flush | _Stop] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, LedgerRecord):
+                records.append(item)
+            else:
+                markers.append(item)
+        for marker in markers:  # a flush or stop still waits for the thread
+            self._queue.put(marker)
+        if not records or self.spool.directory is None:
+            return 0
+        try:
+            Spool(self.spool.directory).add(records)
+        except OSError:
+            log.exception("ledger: cannot spool %d record(s); they are lost", len(records))
+            return 0
+        return len(records)
+
     def forget(self) -> None:
         """After a fork: the thread is the parent's; start afresh on the next record."""
         self._thread = None
@@ -114,6 +152,7 @@ class Writer:
             records, flushes, stop = self._take()
             if records:
                 self._write_batch(records)
+            self._writing = []
             due = self._retry_at is not None and time.monotonic() >= self._retry_at
             if (due or flushes or stop) and self._retry_at is not None:
                 self._replay()
@@ -138,6 +177,7 @@ class Writer:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
             return records, flushes, False
+        self._writing = records  # what `spool_pending` keeps if the process cannot wait
         if isinstance(item, LedgerRecord) and self._queue.qsize() < BATCH:
             self._urgent.wait(LINGER)
         self._urgent.clear()
@@ -199,10 +239,17 @@ class Writer:
 
 
 _WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
+_recorded = False
 
 
-def _stop_all() -> None:
-    """At interpreter exit: every writer writes what is queued (or spools it)."""
+def recorded() -> bool:
+    """Whether this process has given any writer a record."""
+    return _recorded
+
+
+def stop_all() -> None:
+    """Every writer writes what is queued (or spools it) and ends: at interpreter exit, and
+    when the `layer` script is interrupted."""
     for writer in list(_WRITERS):
         try:
             writer.stop()
@@ -210,11 +257,16 @@ def _stop_all() -> None:
             log.exception("ledger: stopping a writer at exit failed")
 
 
+def spool_all() -> int:
+    """`spool_pending` on every writer: for an exit that cannot wait. How many were spooled."""
+    return sum(writer.spool_pending() for writer in list(_WRITERS))
+
+
 def _forget_all() -> None:
     for writer in list(_WRITERS):
         writer.forget()
 
 
-atexit.register(_stop_all)
+atexit.register(stop_all)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_all)
