@@ -64,12 +64,6 @@ def _encoded(image: ImageOutput) -> str | None:
     return None
 
 
-def split_count(count: int, per_call: int) -> list[int]:
-    """7 images at 3 per call → [3, 3, 1]."""
-    full, rest = divmod(count, per_call)
-    return [per_call] * full + ([rest] if rest else [])
-
-
 @dataclass
 class Outcome:
     """What execution produced: images by slot, every attempt, and warnings to surface."""
