@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 if TYPE_CHECKING:
     from layer_core.policy import Rejection
@@ -24,15 +24,7 @@ ErrorKind = Literal[
     "content_rejected",
     "invalid_request",
 ]
-ERROR_KINDS: tuple[ErrorKind, ...] = (
-    "rate_limited",
-    "unavailable",
-    "timeout",
-    "authentication",
-    "billing",
-    "content_rejected",
-    "invalid_request",
-)
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
 
 
 class LayerError(Exception):

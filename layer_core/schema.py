@@ -283,8 +283,8 @@ class ImageResponse(_Wire):
 
 _HINTS: dict[str, str] = {
     "size": "use one of " + ", ".join(SIZES),
-    "quality": "use 'standard' or 'hd'",
-    "style": "use 'vivid' or 'natural'",
+    "quality": "use " + " or ".join(map(repr, QUALITIES)),
+    "style": "use " + " or ".join(map(repr, STYLES)),
     "count": f"ask for 1 to {MAX_COUNT} images",
     "seed": f"use an integer from 0 to {MAX_SEED}, or omit it for a random seed",
     "prompt": f"give 1 to {MAX_PROMPT_CHARS} characters",
