@@ -7,10 +7,12 @@ lacks for a valid config (a shipped plugin that is not installed here, as a key 
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import Literal
 
 import layer_core.catalog
 from layer_core.layer import Layer, left_out_warning
+from layer_core.money import money
 from layer_core.schema import SIZES
 
 Finding = tuple[Literal["error", "warning", "note"], str]
@@ -61,15 +63,17 @@ def check_layer(layer: Layer, today: date | None = None) -> list[Finding]:
             findings.append(("error", f"{where} default size {size} is served by no model of it"))
         if gate.max_cost_per_image is not None and specs:
             cheapest = min(
-                min(s.price(q, sz) or 0 for q in (s.qualities or (None,)) for sz in s.sizes)
+                s.price(q, sz) or Decimal(0)
                 for s in specs
+                for q in (s.qualities or (None,))
+                for sz in s.sizes
             )
             if cheapest > gate.max_cost_per_image:
                 findings.append(
                     (
                         "error",
-                        f"{where} max_cost_per_image ${gate.max_cost_per_image} is below every "
-                        f"model's cheapest price (${cheapest})",
+                        f"{where} max_cost_per_image {money(gate.max_cost_per_image)} is below "
+                        f"every model's cheapest price ({money(cheapest)})",
                     )
                 )
         unservable = [z for z in SIZES if specs and not any(z in s.sizes for s in specs)]

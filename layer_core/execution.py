@@ -23,6 +23,7 @@ from layer_core.errors import (
     ProviderUnavailable,
 )
 from layer_core.gates import Gate
+from layer_core.money import total_cost
 from layer_core.policy import Candidate, Plan
 from layer_core.provider import GenerationCall, Provider
 from layer_core.schema import MAX_SEED, Attempt, ImageOutput, ImageRequest
@@ -74,7 +75,7 @@ class Outcome:
 
     @property
     def cost(self) -> Decimal:
-        return sum((image.cost_exact for image in self.images), Decimal(0))
+        return total_cost(self.images)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from layer_core.money import money, plain
 from layer_core.output import latest_results
 
 INDEX = "index.html"
@@ -84,7 +85,7 @@ def render_gallery(records: list[dict[str, Any]], *, title: str = "layer gallery
         ("succeeded", "succeeded", str(len(ok))),
         ("failed", "failed", str(len(records) - len(ok))),
         ("images", "images", str(images)),
-        ("cost", "cost", f"${_plain(cost)}"),
+        ("cost", "cost", money(cost)),
         ("latency", "latency (sum)", f"{latency / 1000:.1f} s"),
     ]
     items = "".join(_total(*total) for total in totals)
@@ -97,7 +98,7 @@ def render_gallery(records: list[dict[str, Any]], *, title: str = "layer gallery
 <style>{_STYLE}</style>
 </head><body>
 <header><h1>{escape(title)}</h1>
-<dl id="totals" data-requests="{len(records)}" data-images="{images}" data-cost="{_plain(cost)}">
+<dl id="totals" data-requests="{len(records)}" data-images="{images}" data-cost="{plain(cost)}">
 {items}</dl></header>
 <main>
 {cards}
@@ -176,11 +177,5 @@ def _decimal(value: object) -> Decimal:
         return Decimal(0)
 
 
-def _plain(amount: Decimal) -> str:
-    """A Decimal without exponent or trailing zeros: 0, 0.04, 1.2."""
-    text = f"{amount.normalize():f}"
-    return text if amount else "0"
-
-
 def _money(value: object) -> str:
-    return f"${_plain(_decimal(value))}"
+    return money(_decimal(value))

@@ -31,8 +31,9 @@ from layer_core.errors import (
 from layer_core.execution import Executor
 from layer_core.gates import OVERRIDE_FIELDS, Gate
 from layer_core.ledger import Hold, Ledger, LedgerRecord, Status, ledger_url, reservation_ttl
+from layer_core.money import money, total_cost
 from layer_core.plugins import PluginHost, PluginInfo, allow_list_from_env, build_host
-from layer_core.policy import Plan, ProviderState, Rejection, money, plan
+from layer_core.policy import Plan, ProviderState, Rejection, plan
 from layer_core.provider import Provider, ProviderSettings
 from layer_core.schema import (
     Attempt,
@@ -488,7 +489,7 @@ class Layer:
             provider=served.provider if served else None,
             requested=request.data.count,
             delivered=len(images),
-            cost=sum((image.cost_exact for image in images), Decimal(0)),
+            cost=total_cost(images),
             latency=latency,
             status=status,
             error=error,

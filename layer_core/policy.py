@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from layer_core.catalog import Catalog, ModelSpec, retirement
 from layer_core.gates import Gate
+from layer_core.money import money
 from layer_core.schema import ImageRequest, Quality, Size, Style
 
 DEFAULT_SIZE: Size = "1024x1024"
@@ -101,12 +102,6 @@ class Plan:
     def estimated_cost(self) -> Decimal | None:
         """What the first candidate would cost for the whole request."""
         return self.candidates[0].estimated_cost if self.candidates else None
-
-
-def money(amount: Decimal) -> str:
-    """$0.04, $0.167, $0 — as short as exact allows."""
-    text = format(amount.normalize(), "f")
-    return f"${text}"
 
 
 def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderState) -> Plan:
