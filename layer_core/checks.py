@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Literal
 
 import layer_core.catalog
+from layer_core.catalog import Absent
 from layer_core.layer import Layer, left_out_warning
 from layer_core.money import money
 from layer_core.schema import SIZES
@@ -42,11 +43,9 @@ def check_layer(layer: Layer, today: date | None = None) -> list[Finding]:
             fix = f"write a {where} to choose its models"
             findings.append(("warning", f"{left_out_warning(left_out)} ({fix})"))
         specs = []
-        for name in gate.pool:
-            spec = catalog.resolve(name)
-            if spec is None:  # a model of a shipped plugin that is not loaded (load refuses others)
-                why = catalog.absent.get(name, "not in the catalogue")
-                findings.append(("note", f"{where} {name}: {why}"))
+        for spec in catalog.resolve_pool(gate.pool):
+            if isinstance(spec, Absent):  # of a shipped plugin not loaded (load refuses others)
+                findings.append(("note", f"{where} {spec.name}: {spec.why}"))
                 continue
             specs.append(spec)
             if spec.deprecated is not None:
