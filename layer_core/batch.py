@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from pydantic import ValidationError
 
 from layer_core.errors import AllAttemptsFailed, InvalidRequest
-from layer_core.schema import ImageRequest, ImageResponse, problems_from
+from layer_core.schema import ImageRequest, ImageResponse
+from layer_core.validation import problems_from
 
 if TYPE_CHECKING:
     from layer_core.layer import Layer

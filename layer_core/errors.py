@@ -9,24 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from layer_core.money import money, total_cost
+from layer_core.schema import ERROR_KINDS as ERROR_KINDS, ErrorKind as ErrorKind
 
 if TYPE_CHECKING:
     from layer_core.policy import Rejection
     from layer_core.schema import Attempt, ImageOutput
-
-ErrorKind = Literal[
-    "rate_limited",
-    "unavailable",
-    "timeout",
-    "authentication",
-    "billing",
-    "content_rejected",
-    "invalid_request",
-]
-ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
 
 
 class LayerError(Exception):

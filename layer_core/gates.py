@@ -8,8 +8,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from layer_core.errors import ERROR_KINDS, ErrorKind
-from layer_core.schema import Quality, ResponseFormat, Size, Style
+from layer_core.schema import ERROR_KINDS, ErrorKind, Quality, ResponseFormat, Size, Style
 
 RoutingStrategy = Literal["single", "fallback", "round-robin", "cost", "quality"]
 ROUTING_STRATEGIES: tuple[RoutingStrategy, ...] = get_args(RoutingStrategy)

@@ -41,9 +41,9 @@ from layer_core.schema import (
     ImageOutput,
     ImageRequest,
     ImageResponse,
-    parse_request,
 )
 from layer_core.shipped import SHIPPED_MODELS, shipped_names, shipped_plugin
+from layer_core.validation import parse_request
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
