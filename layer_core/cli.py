@@ -542,10 +542,10 @@ def gallery(directory: Path) -> None:
             "`layer image` or `layer batch` run"
         )
     page = write_gallery(directory)
-    records = latest_results(directory)
-    images = sum(len(r.get("files") or []) for r in records.values())
+    lines = latest_results(directory)
+    images = sum(len(line.files) for line in lines.values())
     _console().print(
-        f"{page}: {len(records)} request(s), {images} image(s)", markup=False, soft_wrap=True
+        f"{page}: {len(lines)} request(s), {images} image(s)", markup=False, soft_wrap=True
     )
 
 
