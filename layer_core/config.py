@@ -1,8 +1,9 @@
 """plugins.toml: finding it, reading it, and errors that name the key, the table and the fix.
 
 Resolution for `Layer(config=...)`: a path, a dict of the same shape, or None → `$LAYER_CONFIG` →
-`./plugins.toml` → the user config dir (`$XDG_CONFIG_HOME/layer/plugins.toml`) → built-in (no
-file: a `default` gate over every available model).
+`./plugins.toml` → `plugins.toml` in the user config dir (`layer_core.dirs`: on Linux
+`$XDG_CONFIG_HOME/layer`, else `~/.config/layer`) → built-in (no file: a `default` gate over
+every available model).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from layer_core.dirs import CONFIG_FILE, user_config_dir
 from layer_core.errors import ConfigError
 from layer_core.gates import Gate
 from layer_core.ledger import ledger_url
@@ -39,8 +41,8 @@ class LayerConfig:
 
 
 def user_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "layer" / "plugins.toml"
+    """The user's plugins.toml, in the user config dir (see `layer_core.dirs`)."""
+    return user_config_dir() / CONFIG_FILE
 
 
 def find_config(config: ConfigSource) -> tuple[Mapping[str, Any], str]:
