@@ -45,7 +45,11 @@ _EXPORTS: dict[str, str] = {
     "ProviderSettings": "layer_core.provider",
     "GenerationCall": "layer_core.provider",
     "PerLoop": "layer_core.provider",
+    "error_for_response": "layer_core.provider",
     "error_for_status": "layer_core.provider",
+    "error_text": "layer_core.provider",
+    "httpx_errors": "layer_core.provider",
+    "malformed_reply": "layer_core.provider",
     "parse_retry_after": "layer_core.provider",
     "hookimpl": "layer_core.hookspecs",
     "hookspec": "layer_core.hookspecs",
@@ -154,7 +158,11 @@ if TYPE_CHECKING:
         PerLoop as PerLoop,
         Provider as Provider,
         ProviderSettings as ProviderSettings,
+        error_for_response as error_for_response,
         error_for_status as error_for_status,
+        error_text as error_text,
+        httpx_errors as httpx_errors,
+        malformed_reply as malformed_reply,
         parse_retry_after as parse_retry_after,
     )
     from layer_core.schema import (

@@ -255,6 +255,14 @@ class ProviderError(LayerError):
         self.status = status
         self.details = details
 
+    def attribute(self, provider: str, model: str) -> None:
+        """Fill in which provider and model raised this, where the raise left them out.
+
+        The core does it for every error out of a provider call, so providers need not.
+        """
+        self.provider = self.provider or provider
+        self.model = self.model or model
+
     def __str__(self) -> str:
         where = "/".join(p for p in (self.provider, self.model) if p)
         return f"{where}: {self.message}" if where else self.message

@@ -88,7 +88,6 @@ class Executor:
     providers: Mapping[str, Provider]
     notify: Notify
     secrets: Sequence[str] = ()
-    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     async def run(self) -> Outcome:
         plan = self.plan
@@ -168,7 +167,7 @@ class Executor:
             style=candidate.style,
             seed=seed,
             timeout=gate.timeout,
-            options=self.options.get(spec.provider, {}),
+            options=provider._call_options,  # deprecated, for providers that still read it
             response_format=gate.response_format,
         )
         retry = 0
@@ -180,28 +179,18 @@ class Executor:
                 async with asyncio.timeout(gate.timeout):
                     images = await provider.generate(call)
             except TimeoutError:
-                error = ProviderTimeout(
-                    f"no answer within the gate's timeout of {gate.timeout:g}s",
-                    provider=spec.provider,
-                    model=spec.id,
-                )
+                error = ProviderTimeout(f"no answer within the gate's timeout of {gate.timeout:g}s")
             except ProviderError as exc:
                 error = exc
             except Exception as exc:  # noqa: BLE001 - a provider let an SDK error escape
                 error = ProviderUnavailable(
-                    f"unmapped {type(exc).__name__} from the provider: {exc}",
-                    provider=spec.provider,
-                    model=spec.id,
+                    f"unmapped {type(exc).__name__} from the provider: {exc}"
                 )
             latency = (time.perf_counter() - started) * 1000
             if error is None:
                 images = [self._finish(candidate, call, image) for image in images[: call.n]]
                 if len(images) < call.n:
-                    error = ProviderUnavailable(
-                        f"returned {len(images)} of {call.n} images",
-                        provider=spec.provider,
-                        model=spec.id,
-                    )
+                    error = ProviderUnavailable(f"returned {len(images)} of {call.n} images")
             if error is None:
                 attempts.append(
                     Attempt(
@@ -274,9 +263,9 @@ class Executor:
         return image.model_copy(update=update)
 
     def _clean(self, error: ProviderError, provider: str, model: str) -> ProviderError:
-        """Attribute the error and strip every known secret from its text."""
-        error.provider = error.provider or provider
-        error.model = error.model or model
+        """Attribute the error (the one place it is done) and strip every known secret from its
+        text."""
+        error.attribute(provider, model)
         clean = redact(error.message, self.secrets)
         if clean != error.message:
             error.message = clean

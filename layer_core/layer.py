@@ -34,7 +34,7 @@ from layer_core.ledger import Hold, Ledger, LedgerRecord, Status, ledger_url, re
 from layer_core.money import money, total_cost
 from layer_core.plugins import PluginHost, PluginInfo, allow_list_from_env, build_host
 from layer_core.policy import Plan, ProviderState, Rejection, plan
-from layer_core.provider import Provider, ProviderSettings
+from layer_core.provider import Provider
 from layer_core.schema import (
     Attempt,
     ImageData,
@@ -57,7 +57,6 @@ T = TypeVar("T")
 DEFAULT_GATE = "default"
 #: Tries to reserve a budget when other requests keep taking what is left in between.
 RESERVE_TRIES = 8
-_COMMON_SETTINGS = set(ProviderSettings.model_fields)
 
 
 class Layer:
@@ -85,7 +84,6 @@ class Layer:
         )
         self._secrets: list[str] = []
         self._unavailable: dict[str, str] = {}
-        self._options: dict[str, dict[str, Any]] = {}
         specs: list[ModelSpec] = []
         for name, provider in list(self._host.providers.items()):
             table = self.config.plugin_settings.get(name, {})
@@ -97,7 +95,6 @@ class Layer:
             try:
                 provider.configure(settings)
                 specs.extend(self._provider_models(name, provider, settings.prices))
-                self._options[name] = settings.model_dump(exclude=_COMMON_SETTINGS)
             except Exception as exc:  # noqa: BLE001 - one provider's bug never stops the rest
                 self._host.drop_provider(name, f"{type(exc).__name__}: {exc}")
         self._catalog = _build_catalog(specs, self._host)
@@ -358,7 +355,6 @@ class Layer:
                 providers=self._host.providers,
                 notify=notify,
                 secrets=self._secrets,
-                options=self._options,
             ).run()
         except BaseException as exc:
             if ledger is not None:

@@ -2,21 +2,33 @@
 
 A provider is thin: it maps a `GenerationCall` onto its SDK and the SDK's answer and errors back.
 Everything else (splitting counts, retries, fallback, timeouts, cost from the price table, key
-redaction) is the core's job. Shared helpers live here so no two providers copy them: HTTP status
-→ core error, `Retry-After` parsing, and a per-event-loop client cache.
+redaction, which provider and model an error came from) is the core's job. The plumbing every
+provider needs lives here, once:
+
+- settings: `class MyProvider(Provider[MySettings])` makes `self.settings` a `MySettings`,
+  validated from `[plugins.<name>]` and handed over by the core (`configure`);
+- the client: `make_client()` builds one async client, `client()` gives the running event loop's
+  (made on first use, kept per loop), and `aclose()` closes it;
+- errors: `httpx_errors` (a timeout or a failed connection), `error_for_status` and
+  `error_for_response` (an HTTP status, with `Retry-After`), `error_text` (an error body, in the
+  provider's words), `malformed_reply` (a success the provider should never send).
 """
 
 from __future__ import annotations
 
+import inspect
 import time
+import warnings
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing_extensions import TypeVar
 
 from layer_core.catalog import ModelSpec
 from layer_core.errors import (
@@ -32,6 +44,8 @@ from layer_core.schema import ImageOutput, Quality, ResponseFormat, Size, Style
 
 if TYPE_CHECKING:
     import asyncio
+
+    import httpx
 
 T = TypeVar("T")
 
@@ -53,16 +67,25 @@ class ProviderSettings(BaseModel):
     )
 
 
+#: A provider's settings model (`Provider[MySettings]`); the common keys alone by default.
+SettingsT = TypeVar("SettingsT", bound=ProviderSettings, default=ProviderSettings, covariant=True)
+#: The async client a provider makes per event loop (`Provider[MySettings, MyClient]`).
+ClientT = TypeVar("ClientT", default=object, covariant=True)
+_COMMON_KEYS = frozenset(ProviderSettings.model_fields)
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationCall:
     """One call to one model, already fitted to it by the core.
 
     `n` never exceeds `model.max_images_per_call`; `quality` is what the model will run at (None
     when it has no quality setting) and `style` is None unless the model declares styles;
-    `seed` is set only for models that support seeds. `options` holds the provider's own
-    settings (the keys its `Settings` subclass adds to `ProviderSettings`). `response_format` is
-    the gate's ask, for a provider that can return either: "b64_json" for the image bytes in the
-    reply, "url" for a link; None leaves it to the provider's own setting.
+    `seed` is set only for models that support seeds. `response_format` is the gate's ask, for a
+    provider that can return either: "b64_json" for the image bytes in the reply, "url" for a
+    link; None leaves it to the provider's own setting.
+
+    `options` is deprecated: it holds the keys the provider's settings model adds, which the
+    provider reads from its own `self.settings` instead (reading `options` warns, once).
     """
 
     model: ModelSpec
@@ -77,27 +100,54 @@ class GenerationCall:
     response_format: ResponseFormat | None = None
 
 
-class Provider(ABC):
-    """Base class for a provider. Subclass, set `name` (and `key_env_var` if it needs a key).
+class Provider(ABC, Generic[SettingsT, ClientT]):
+    """Base class for a provider: subclass `Provider[MySettings, MyClient]`, set `name` (and
+    `key_env_var` if it needs a key).
 
-    The core calls, in order: `models()` (at registration; must not do I/O), `configure(settings)`,
-    `available()`, then `await generate(call)` per call and `await aclose()` at the end.
+    Both type parameters are optional: `MySettings` (default `ProviderSettings`, the common keys)
+    is the model `[plugins.<name>]` is validated against, and what `self.settings` is;
+    `MyClient` is what `make_client()` returns. The core calls, in order: `models()` (at
+    registration; must not do I/O), `configure(settings)`, `available()`, then
+    `await generate(call)` per call and `await aclose()` at the end.
     """
 
     name: ClassVar[str]
     key_env_var: ClassVar[str | None] = None
+    #: The settings model: the first type parameter (`Provider[MySettings]`), set for you.
     Settings: ClassVar[type[ProviderSettings]] = ProviderSettings
+    #: This provider's settings, validated (set by `configure`; the model's defaults before).
+    settings: SettingsT
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _adopt_settings_parameter(cls)
 
     def __init__(self) -> None:
-        self.settings: ProviderSettings = self.Settings()
+        self._take(self.Settings())
+        self._clients: PerLoop[ClientT] = PerLoop(self.make_client)
+        self._call_options = _CallOptions(self)
 
     @abstractmethod
     def models(self) -> list[ModelSpec]:
         """The models this provider serves, as data (no network)."""
 
     def configure(self, settings: ProviderSettings) -> None:
-        """Take the validated settings (plugins.toml + environment). Must not do network I/O."""
-        self.settings = settings
+        """Called by the core with the validated settings (plugins.toml + environment), before
+        any call; they become `self.settings`, as an instance of the provider's settings model.
+
+        Not meant to be overridden: read `self.settings` where it is needed, and derive anything
+        from it in the settings model itself (a validator), so a bad value is a config error.
+        """
+        self._take(settings)
+
+    def _take(self, settings: ProviderSettings) -> None:
+        if not isinstance(settings, self.Settings):  # e.g. the common keys alone
+            settings = self.Settings.model_validate(settings.model_dump())
+        # The one step from run time to the type checker: the settings model is known at run
+        # time only (read from the type parameter), and `settings` is an instance of it, which
+        # is what `SettingsT` stands for.
+        own: Any = settings
+        self.settings = own
 
     def available(self) -> tuple[bool, str]:
         """(True, "") if calls can be made; else (False, why), e.g. "OPENAI_API_KEY is not set"."""
@@ -114,8 +164,31 @@ class Provider(ABC):
         models. Called at registration, before `configure`; must not do I/O."""
         return []
 
-    async def aclose(self) -> None:  # noqa: B027 - optional: most providers hold nothing
-        """Release clients and connections."""
+    def make_client(self) -> ClientT:
+        """A new async client (an SDK's, or an `httpx.AsyncClient`) from `self.settings` and
+        `api_key()`, with the client's own retries off. Import its library here, not at module
+        level. The core makes at most one per event loop: use `client()` to get it."""
+        raise NotImplementedError(f"{type(self).__name__} defines no make_client()")
+
+    def client(self) -> ClientT:
+        """The running event loop's client, made by `make_client()` on first use.
+
+        Async clients are bound to the loop they were made on, and a `Layer` serves both
+        `await aimage()` on the app's loop and `image()` on its own, so there is one per loop.
+        """
+        return self._clients.get()
+
+    async def aclose(self) -> None:
+        """Close the running loop's client, if one was made: with its `aclose()` (httpx) or
+        `close()` (the openai SDK). A provider holding more overrides this and calls
+        `await super().aclose()`."""
+        client = self._clients.pop()
+        if client is None:
+            return
+        close = getattr(client, "aclose", None) or getattr(client, "close", None)
+        done = close() if callable(close) else None
+        if inspect.isawaitable(done):
+            await done
 
     def api_key(self) -> str:
         """The configured key in clear, for handing to the SDK only."""
@@ -129,6 +202,92 @@ class Provider(ABC):
     def __repr__(self) -> str:
         has_key = self.settings.api_key is not None
         return f"<{type(self).__name__} name={self.name!r} key={'set' if has_key else 'unset'}>"
+
+
+def _settings_parameter(cls: type[Provider]) -> type[ProviderSettings] | None:
+    """The settings model a class names as its type parameter (`Provider[MySettings]`), if any."""
+    for base in vars(cls).get("__orig_bases__", ()):
+        origin, args = get_origin(base), get_args(base)
+        if isinstance(origin, type) and issubclass(origin, Provider) and args:
+            first = args[0]
+            if isinstance(first, type) and issubclass(first, ProviderSettings):
+                return first
+    return None
+
+
+def _adopt_settings_parameter(cls: type[Provider]) -> None:
+    """Set `cls.Settings` from its type parameter; warn about the older ways to get settings."""
+    declared = _settings_parameter(cls)
+    own = vars(cls).get("Settings")
+    if declared is not None:
+        if own is not None and own is not declared:
+            raise TypeError(
+                f"{cls.__qualname__}: Settings = {own.__name__} contradicts its type parameter "
+                f"Provider[{declared.__name__}]; drop the Settings line"
+            )
+        cls.Settings = declared
+    elif own is not None:
+        _deprecated(
+            f"{cls.__qualname__} sets Settings = {own.__name__}: declare the settings model as "
+            f"the type parameter instead, class {cls.__name__}(Provider[{own.__name__}]), "
+            "so that self.settings is typed as one"
+        )
+    if "configure" in vars(cls):
+        _deprecated(
+            f"{cls.__qualname__} overrides Provider.configure: the core hands the settings to "
+            f"the base class, which keeps them as self.settings (typed by "
+            f"Provider[{cls.Settings.__name__}]); read them there, derive what you need in the "
+            "settings model, and drop the override"
+        )
+
+
+def _deprecated(message: str) -> None:
+    """Warn at the provider's class statement (frames up: _adopt_settings_parameter,
+    __init_subclass__, ABCMeta.__new__, then the class statement)."""
+    warnings.warn(message, DeprecationWarning, stacklevel=5)
+
+
+class _CallOptions(Mapping[str, Any]):
+    """`GenerationCall.options` (deprecated): the keys the provider's settings model adds, read
+    from `provider.settings` when first used, with a DeprecationWarning naming the provider."""
+
+    def __init__(self, provider: Provider) -> None:
+        self._provider = provider
+        self._read: ProviderSettings | None = None
+        self._values: dict[str, Any] = {}
+
+    def _items(self) -> dict[str, Any]:
+        settings = self._provider.settings
+        if settings is not self._read:
+            if self._read is None:
+                warnings.warn(
+                    f"provider {self._provider.name!r} reads GenerationCall.options, which is "
+                    "deprecated: read self.settings instead (typed by subclassing "
+                    f"Provider[{type(settings).__name__}])",
+                    DeprecationWarning,
+                    stacklevel=3,  # _items, the Mapping method, the provider's code
+                )
+            self._values = settings.model_dump(exclude=set(_COMMON_KEYS))
+            self._read = settings
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._items().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __repr__(self) -> str:
+        return f"<deprecated options of provider {self._provider.name!r}>"
 
 
 # --- error mapping helpers -----------------------------------------------------------------
@@ -156,11 +315,14 @@ def error_for_status(
     status: int,
     message: str,
     *,
-    provider: str,
+    provider: str | None = None,
     model: str | None = None,
     retry_after: float | None = None,
 ) -> ProviderError:
-    """The core error for an HTTP status; providers check their content-refusal shapes first."""
+    """The core error for an HTTP status; providers check their content-refusal shapes first.
+
+    (`provider` and `model` may be left out: the core fills them in from the call.)
+    """
     kw: dict[str, Any] = {"provider": provider, "model": model, "status": status}
     if status == 429:
         return RateLimited(message, retry_after=retry_after, **kw)
@@ -173,6 +335,75 @@ def error_for_status(
     if status >= 500:
         return ProviderUnavailable(message, **kw)
     return InvalidProviderRequest(message, **kw)
+
+
+def error_for_response(response: httpx.Response, text: str | None = None) -> ProviderError:
+    """The core error for an httpx error reply (4xx/5xx): by its status (`error_for_status`),
+    with its `Retry-After`, worded `text` (default: `error_text(response)`).
+
+    Check your API's own shapes first (a refusal is often a 400 or 403 with its own code).
+    """
+    return error_for_status(
+        response.status_code,
+        error_text(response) if text is None else text,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+def error_text(response: httpx.Response, words: Callable[[Any], str | None] | None = None) -> str:
+    """An error reply as a message, in the provider's words: "HTTP 422: count must be 1 to 4".
+
+    `words` picks them out of the JSON body, e.g. `lambda body: body["error"]["message"]`. A body
+    that is not JSON or not of that shape (the lookup raises), or no words, gives the body's
+    text instead (its first 300 characters), and an empty body the status's reason phrase. The
+    response must have been read (`await response.aread()`, for a streamed one).
+    """
+    found: object = None
+    if words is not None:
+        try:
+            found = words(response.json())
+        except (ValueError, LookupError, TypeError, AttributeError):
+            found = None
+    text = (found.strip() if isinstance(found, str) else "") or response.text.strip()[:300]
+    head = f"HTTP {response.status_code}"
+    return f"{head}: {text}" if text else f"{head} {response.reason_phrase}".rstrip()
+
+
+@contextmanager
+def httpx_errors(service: str) -> Iterator[None]:
+    """Turns httpx's failures to get a reply into the core's errors, inside the block.
+
+    A timeout is `ProviderTimeout`; a refused, reset or dropped connection, or any other
+    failure (a body that cannot be decoded, too many redirects), `ProviderUnavailable`. Each
+    names `service` as users know it ("Acme") and what httpx said, never the request (which
+    holds the key), and chains nothing.
+
+        with httpx_errors("Acme"):
+            reply = await self.client().post("/v1/generate", json=body)
+    """
+    import httpx
+
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ProviderTimeout(f"{service} did not answer in time ({_said(exc)})") from None
+    except httpx.TransportError as exc:
+        raise ProviderUnavailable(
+            f"{service} unreachable: connection failed: {_said(exc)}"
+        ) from None
+    except httpx.RequestError as exc:
+        raise ProviderUnavailable(f"{service}: {_said(exc)}") from None
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def malformed_reply(what: str, *, status: int | None = None) -> ProviderUnavailable:
+    """The error for a success reply the provider should never send (not JSON, a field
+    missing, an image that is not one): the call failed on the provider's side, so another model
+    may serve it. `what` says what is wrong, in a few words."""
+    return ProviderUnavailable(f"malformed reply: {what}", status=status)
 
 
 def split_cost(total: Decimal, count: int) -> list[Decimal]:

@@ -136,13 +136,16 @@ def test_the_demo_config_at_the_repo_root_is_valid() -> None:
 
 
 def test_provider_specific_settings_reach_each_call_as_options() -> None:
+    """The old contract (`Settings = X`, reading `call.options`) still works, and says so."""
     from layer_core import ProviderSettings
 
     class AcmeSettings(ProviderSettings):
         region: str = "eu"
 
-    class Acme(ScriptedProvider):
-        Settings = AcmeSettings
+    with pytest.warns(DeprecationWarning, match=r"Provider\[AcmeSettings\]"):
+
+        class Acme(ScriptedProvider):
+            Settings = AcmeSettings
 
     acme = Acme("acme", [make_spec("a", "acme")])
     layer = Layer(
@@ -151,5 +154,6 @@ def test_provider_specific_settings_reach_each_call_as_options() -> None:
         load_entry_points=False,
     )
     layer.image("g", {"prompt": "p"})
-    assert acme.calls[0].options == {"region": "us"}
+    with pytest.warns(DeprecationWarning, match="options"):
+        assert acme.calls[0].options == {"region": "us"}
     assert isinstance(acme.settings, AcmeSettings)

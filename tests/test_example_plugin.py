@@ -180,7 +180,7 @@ BREAKAGES = {
         "test_failure_maps_to_core_error[content_refused]",
         (
             "a content-policy refusal should raise ContentRejected; acme raised "
-            "InvalidProviderRequest: acme: Acme answered 400: the prompt was refused",
+            "InvalidProviderRequest: acme/acme-1: HTTP 400: the prompt was refused",
         ),
     ),
     "size-it-cannot-produce": Breakage(
@@ -200,7 +200,7 @@ BREAKAGES = {
         (
             "the API key appears in\n",
             "the error raised for unauthorized: ",
-            "Acme answered 401: invalid API key (sent key <API KEY>)",
+            "HTTP 401: invalid API key (sent key <API KEY>)",
         ),
     ),
 }

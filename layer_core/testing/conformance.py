@@ -67,7 +67,7 @@ from layer_core.errors import (
 )
 from layer_core.layer import Layer
 from layer_core.plugins import ENTRY_POINT_GROUP, build_host, discovered_entry_points
-from layer_core.provider import GenerationCall, Provider, ProviderSettings
+from layer_core.provider import GenerationCall, Provider
 from layer_core.schema import SIZES, ImageOutput, ImageResponse, Size
 from layer_core.sizes import megapixels, parse_size
 from layer_core.testing.direct import generate_once
@@ -482,7 +482,7 @@ class ProviderConformance:
             n=1,
             quality=spec.served_quality(None),
             timeout=self.timeout,
-            options=provider.settings.model_dump(exclude=set(ProviderSettings.model_fields)),
+            options=provider._call_options,  # deprecated, for providers that still read it
         )
 
         try:

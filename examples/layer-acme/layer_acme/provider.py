@@ -10,14 +10,13 @@ from layer_core import (
     ImageOutput,
     InvalidProviderRequest,
     ModelSpec,
-    PerLoop,
     Provider,
     ProviderError,
     ProviderSettings,
-    ProviderTimeout,
-    ProviderUnavailable,
-    error_for_status,
-    parse_retry_after,
+    error_for_response,
+    error_text,
+    httpx_errors,
+    malformed_reply,
 )
 from layer_core.sizes import aspect_ratio_for
 
@@ -38,31 +37,27 @@ class AcmeSettings(ProviderSettings):
     region: Literal["eu", "us"] = "eu"
 
 
-class AcmeProvider(Provider):
+class AcmeProvider(Provider[AcmeSettings, "httpx.AsyncClient"]):
     """Calls Acme's HTTP API with httpx (imported on first call, not when layer loads plugins)."""
 
     name = "acme"
     key_env_var = "ACME_API_KEY"
-    Settings = AcmeSettings
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._clients: PerLoop[httpx.AsyncClient] = PerLoop(self._client)
 
     def models(self) -> list[ModelSpec]:
         return list(MODELS)
 
-    def _client(self) -> httpx.AsyncClient:
+    def make_client(self) -> httpx.AsyncClient:
         import httpx
 
         return httpx.AsyncClient(
             base_url=self.settings.base_url or DEFAULT_BASE_URL,
-            headers={"Authorization": f"Bearer {self.api_key()}"},
+            headers={
+                "Authorization": f"Bearer {self.api_key()}",
+                "Acme-Region": self.settings.region,
+            },
         )
 
     async def generate(self, call: GenerationCall) -> list[ImageOutput]:
-        import httpx
-
         model = call.model.id
         ratio = aspect_ratio_for(call.size, RATIOS[model])
         if ratio is None:
@@ -79,47 +74,27 @@ class AcmeProvider(Provider):
             body["palette"] = PALETTE[call.style]
         if call.seed is not None:
             body["seed"] = call.seed
-        try:
-            reply = await self._clients.get().post(
-                "/v1/generate",
-                json=body,
-                headers={"Acme-Region": call.options.get("region", "eu")},
-                timeout=call.timeout,
-            )
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(f"Acme did not answer: {type(exc).__name__}") from None
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(f"cannot reach Acme: {type(exc).__name__}") from None
+        with httpx_errors("Acme"):
+            reply = await self.client().post("/v1/generate", json=body, timeout=call.timeout)
         if reply.status_code >= 400:
             raise _error(reply)
         return _images(reply)
 
-    async def aclose(self) -> None:
-        client = self._clients.pop()
-        if client is not None:
-            await client.aclose()
-
 
 def _error(reply: httpx.Response) -> ProviderError:
     """Acme's error body ({"error": {"type", "message"}}) → the core's error class."""
+    text = error_text(reply, lambda body: body["error"]["message"])
     try:
-        error = reply.json()["error"]
-        kind, message = str(error["type"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        kind, message = "unknown", reply.text[:200]
-    detail = f"Acme answered {reply.status_code}: {message}"
+        kind = reply.json()["error"]["type"]
+    except (ValueError, LookupError, TypeError):
+        kind = "unknown"
     if kind == "content_policy":
-        return ContentRejected(detail, provider="acme", status=reply.status_code)
-    return error_for_status(
-        reply.status_code,
-        detail,
-        provider="acme",
-        retry_after=parse_retry_after(reply.headers.get("retry-after")),
-    )
+        return ContentRejected(text, status=reply.status_code)
+    return error_for_response(reply, text)
 
 
 def _images(reply: httpx.Response) -> list[ImageOutput]:
-    """Acme's success body → images; anything else Acme never sends is `ProviderUnavailable`."""
+    """Acme's success body → images; anything else Acme never sends is a malformed reply."""
     try:
         return [
             ImageOutput(
@@ -130,7 +105,5 @@ def _images(reply: httpx.Response) -> list[ImageOutput]:
             )
             for item in reply.json()["images"]
         ]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ProviderUnavailable(
-            f"Acme sent a malformed reply ({type(exc).__name__}): {reply.text[:120]!r}"
-        ) from None
+    except (ValueError, LookupError, TypeError) as exc:
+        raise malformed_reply(f"{type(exc).__name__}: {reply.text[:120]!r}") from None

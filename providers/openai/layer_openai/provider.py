@@ -1,16 +1,17 @@
 """`OpenAIProvider`: a `GenerationCall` → `images.generate` on the openai SDK, and back.
 
 The SDK is imported when the first call makes a client, never at plugin load. One `AsyncOpenAI`
-per event loop (`PerLoop`), made in `_client` only, with the SDK's own retries off: the router is
-the only retry loop, so a retry may go to another model.
+per event loop (the core keeps it), made in `make_client` only, with the SDK's own retries off:
+the router is the only retry loop, so a retry may go to another model.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -24,10 +25,10 @@ from layer_core.errors import (
 )
 from layer_core.provider import (
     GenerationCall,
-    PerLoop,
     Provider,
     ProviderSettings,
     error_for_status,
+    malformed_reply,
     parse_retry_after,
     split_cost,
 )
@@ -85,8 +86,22 @@ class OpenAISettings(ProviderSettings):
                     f"models: unknown model {name!r} (shipped: {', '.join(shipped())}; "
                     "declare others under extra_models)"
                 )
-        catalogue(self)  # a quality_map that leaves a model unservable is an error here
+        # A quality_map that leaves a model unservable is an error here; what is built is kept
+        # as `served` (where the cached property keeps its value: read on every call, it must
+        # be a plain attribute, not one of pydantic's private ones).
+        self.__dict__["served"] = catalogue(self)
         return self
+
+    @functools.cached_property
+    def served(self) -> dict[str, Served]:
+        """Every served model by id, built once from these settings."""
+        return catalogue(self)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        if update:  # the copy skips validation: it builds its own catalogue when asked
+            copy.__dict__.pop("served", None)
+        return copy
 
 
 def catalogue(settings: OpenAISettings) -> dict[str, Served]:
@@ -104,35 +119,16 @@ def catalogue(settings: OpenAISettings) -> dict[str, Served]:
     }
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(Provider[OpenAISettings, "AsyncOpenAI"]):
     """OpenAI's Images API (or any OpenAI-compatible one, via `base_url`)."""
 
     name = PROVIDER
     key_env_var = "OPENAI_API_KEY"
-    Settings = OpenAISettings
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._served: dict[str, Served] = {}
-        self._clients: PerLoop[AsyncOpenAI] = PerLoop(self._client)
-        self.configure(self.settings)
-
-    def configure(self, settings: ProviderSettings) -> None:
-        if not isinstance(settings, OpenAISettings):
-            settings = OpenAISettings.model_validate(settings.model_dump())
-        super().configure(settings)
-        self._served = catalogue(settings)
 
     def models(self) -> list[ModelSpec]:
-        return [served.spec for served in self._served.values()]
+        return [served.spec for served in self.settings.served.values()]
 
-    @property
-    def _openai_settings(self) -> OpenAISettings:
-        """`settings`, typed as this provider's own (`configure` always stores one)."""
-        settings = self.settings
-        return settings if isinstance(settings, OpenAISettings) else OpenAISettings()
-
-    def _client(self) -> AsyncOpenAI:
+    def make_client(self) -> AsyncOpenAI:
         """The one place an SDK client is made (once per event loop)."""
         from openai import AsyncOpenAI, DefaultAioHttpClient
 
@@ -142,12 +138,12 @@ class OpenAIProvider(Provider):
             max_retries=0,
             # None: the SDK's own httpx client
             http_client=(
-                DefaultAioHttpClient() if self._openai_settings.http_client == "aiohttp" else None
+                DefaultAioHttpClient() if self.settings.http_client == "aiohttp" else None
             ),
         )
 
     async def generate(self, call: GenerationCall) -> list[ImageOutput]:
-        served = self._served[call.model.id]
+        served = self.settings.served[call.model.id]
         kwargs: dict[str, Any] = {
             **served.request,
             "prompt": call.prompt,
@@ -161,11 +157,10 @@ class OpenAIProvider(Provider):
             kwargs["style"] = call.style
         if call.response_format is not None and served.takes_response_format:
             kwargs["response_format"] = call.response_format  # the gate's ask wins
-        client = self._clients.get()
         try:
-            response = await client.images.generate(**kwargs)
+            response = await self.client().images.generate(**kwargs)
         except Exception as exc:
-            error = error_from_sdk(exc, model=call.model.id)
+            error = error_from_sdk(exc)
             if error is None:
                 raise
             raise error from None
@@ -175,7 +170,7 @@ class OpenAIProvider(Provider):
         """The SDK's answer as layer images; anything malformed is ProviderUnavailable."""
         data = getattr(response, "data", None)
         if not isinstance(data, list) or not data:
-            raise _malformed("no image list in the response", call)
+            raise malformed_reply("no image list in the response", status=200)
         data = data[: call.n]
         size = getattr(response, "size", None)
         if not (isinstance(size, str) and _PIXELS.fullmatch(size)):
@@ -199,7 +194,7 @@ class OpenAIProvider(Provider):
             b64 = getattr(item, "b64_json", None)
             revised = getattr(item, "revised_prompt", None)
             if not (isinstance(url, str) and url) and not (isinstance(b64, str) and b64):
-                raise _malformed("an image has neither url nor b64_json", call)
+                raise malformed_reply("an image has neither url nor b64_json", status=200)
             fields: dict[str, Any] = {
                 "url": url if isinstance(url, str) and url else None,
                 "base64": b64 if isinstance(b64, str) and b64 else None,
@@ -214,24 +209,26 @@ class OpenAIProvider(Provider):
             outputs.append(ImageOutput(**fields))
         return outputs
 
-    async def aclose(self) -> None:
-        client = self._clients.pop()
-        if client is not None:
-            await client.close()
-
 
 def error_from_sdk(exc: BaseException, *, model: str | None = None) -> ProviderError | None:
-    """The core error for an exception out of the openai SDK; None if it is not the SDK's."""
+    """The core error for an exception out of the openai SDK, attributed to OpenAI (and `model`,
+    when given; the core fills it in otherwise); None if it is not the SDK's."""
+    error = _mapped(exc)
+    if error is not None:
+        error.provider, error.model = PROVIDER, model
+    return error
+
+
+def _mapped(exc: BaseException) -> ProviderError | None:
     import openai
 
-    kw: dict[str, Any] = {"provider": PROVIDER, "model": model}
     if isinstance(exc, openai.APITimeoutError):
         dropped = _aiohttp_connection_error(exc)
         if dropped is not None:
-            return ProviderUnavailable(f"could not reach OpenAI: {dropped}", **kw)
-        return ProviderTimeout("the request to OpenAI timed out", **kw)
+            return ProviderUnavailable(f"could not reach OpenAI: {dropped}")
+        return ProviderTimeout("the request to OpenAI timed out")
     if isinstance(exc, openai.APIConnectionError):
-        return ProviderUnavailable(f"could not reach OpenAI: {exc.message}", **kw)
+        return ProviderUnavailable(f"could not reach OpenAI: {exc.message}")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         body = exc.body
@@ -239,23 +236,20 @@ def error_from_sdk(exc: BaseException, *, model: str | None = None) -> ProviderE
         if not isinstance(message, str) or not message:
             message = exc.message
         if status == 400 and exc.code in CONTENT_CODES:
-            return ContentRejected(message, status=status, **kw)
+            return ContentRejected(message, status=status)
         if exc.code in BILLING_CODES or exc.type in BILLING_CODES:
-            return BillingError(message, status=status, **kw)
+            return BillingError(message, status=status)
         headers = exc.response.headers
         return error_for_status(
             status,
             message,
             retry_after=_retry_after(headers.get("retry-after-ms"), headers.get("retry-after")),
-            **kw,
         )
     if isinstance(exc, openai.APIResponseValidationError | ValueError):
         # a 200 whose body is not the JSON the SDK expects (ValueError: undecodable JSON)
-        return ProviderUnavailable(
-            f"malformed response from OpenAI: {type(exc).__name__}", status=200, **kw
-        )
+        return malformed_reply(f"the SDK could not read it ({type(exc).__name__})", status=200)
     if isinstance(exc, openai.OpenAIError):
-        return ProviderUnavailable(f"{type(exc).__name__}: {exc}", **kw)
+        return ProviderUnavailable(f"{type(exc).__name__}: {exc}")
     return None
 
 
@@ -282,12 +276,3 @@ def _retry_after(milliseconds: str | None, header: str | None) -> float | None:
         except ValueError:
             pass
     return parse_retry_after(header)
-
-
-def _malformed(what: str, call: GenerationCall) -> ProviderUnavailable:
-    return ProviderUnavailable(
-        f"malformed response from OpenAI: {what}",
-        provider=PROVIDER,
-        model=call.model.id,
-        status=200,
-    )

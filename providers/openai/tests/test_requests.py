@@ -97,7 +97,7 @@ def test_requests_carry_the_key_and_the_sdk_does_not_retry(harness: OpenAIHarnes
 @pytest.mark.parametrize(("setting", "transport"), [("aiohttp", "AioHttp"), ("httpx", "Httpx")])
 def test_the_sdk_client_uses_the_configured_transport(setting: str, transport: str) -> None:
     async def http_client_class() -> str:
-        client = provider._client()  # the one place the provider makes its SDK client
+        client = provider.make_client()  # the one place the provider makes its SDK client
         try:
             return type(client._client).__name__
         finally:

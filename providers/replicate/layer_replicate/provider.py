@@ -23,19 +23,16 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from layer_core.errors import (
-    ContentRejected,
-    ProviderError,
-    ProviderTimeout,
-    ProviderUnavailable,
-)
+from layer_core.errors import ContentRejected, ProviderTimeout, ProviderUnavailable
 from layer_core.provider import (
     GenerationCall,
-    PerLoop,
     Provider,
     ProviderSettings,
+    error_for_response,
     error_for_status,
-    parse_retry_after,
+    error_text,
+    httpx_errors,
+    malformed_reply,
     split_cost,
 )
 from layer_core.schema import ImageOutput
@@ -83,33 +80,30 @@ class ReplicateSettings(ProviderSettings):
 
 @dataclass
 class _Connection:
-    """One event loop's SDK client and the transport it sends through (closed by `aclose`)."""
+    """One event loop's SDK client and the transport it sends through."""
 
-    client: Client
+    sdk: Client
     transport: httpx.AsyncHTTPTransport
 
+    async def aclose(self) -> None:
+        """Close the transport (the SDK's client has no close of its own)."""
+        await self.transport.aclose()
 
-class ReplicateProvider(Provider):
+
+class ReplicateProvider(Provider[ReplicateSettings, _Connection]):
     """Flux (schnell, dev, 1.1 pro, pro) and SDXL on Replicate."""
 
     name = "replicate"
     key_env_var = "REPLICATE_API_TOKEN"
-    Settings = ReplicateSettings
 
     def __init__(self) -> None:
         super().__init__()
-        self._connections: PerLoop[_Connection] = PerLoop(self._connect)
         self._cancels: set[asyncio.Task[None]] = set()
 
     def models(self) -> list[ModelSpec]:
         return [model.spec for model in MODELS]
 
-    @property
-    def _tuning(self) -> ReplicateSettings:
-        settings = self.settings
-        return settings if isinstance(settings, ReplicateSettings) else ReplicateSettings()
-
-    def _connect(self) -> _Connection:
+    def make_client(self) -> _Connection:
         import httpx
         from replicate.client import Client
 
@@ -134,10 +128,10 @@ class ReplicateProvider(Provider):
     async def generate(self, call: GenerationCall) -> list[ImageOutput]:
         model = model_for(call.model)
         inputs = model.inputs(call)
-        client = self._connections.get().client
-        prediction = await self._sdk(call, self._create(client, model, inputs, call.timeout))
+        client = self.client().sdk
+        prediction = await self._sdk(self._create(client, model, inputs, call.timeout))
         try:
-            prediction = await self._wait(client, prediction, call)
+            prediction = await self._wait(client, prediction)
         except BaseException:  # the gate's timeout (CancelledError) or a failed poll
             await self._cancel(client, prediction.id)
             raise
@@ -148,7 +142,7 @@ class ReplicateProvider(Provider):
     ) -> Prediction:
         """Create the prediction, holding the request open (`Prefer: wait`) for at most half the
         attempt's timeout, so that it answers with the prediction's id well before the end."""
-        seconds = min(self._tuning.sync_wait, int(timeout / 2))
+        seconds = min(self.settings.sync_wait, int(timeout / 2))
         wait: int | bool = seconds if seconds >= 1 else False
         if model.version is not None:
             return await client.predictions.async_create(
@@ -158,17 +152,15 @@ class ReplicateProvider(Provider):
             model=model.ref, input=inputs, wait=wait
         )
 
-    async def _wait(
-        self, client: Client, prediction: Prediction, call: GenerationCall
-    ) -> Prediction:
+    async def _wait(self, client: Client, prediction: Prediction) -> Prediction:
         """Poll until the prediction ends, each pause twice the last (up to the maximum)."""
         import asyncio  # in the functions that use it: loading the plugin needs no asyncio
 
-        pause = self._tuning.poll_interval
+        pause = self.settings.poll_interval
         while prediction.status not in TERMINAL:
             await asyncio.sleep(pause)
-            pause = min(pause * 2, self._tuning.max_poll_interval)
-            prediction = await self._sdk(call, client.predictions.async_get(prediction.id))
+            pause = min(pause * 2, self.settings.max_poll_interval)
+            prediction = await self._sdk(client.predictions.async_get(prediction.id))
         return prediction
 
     async def _cancel(self, client: Client, prediction_id: str) -> None:
@@ -184,19 +176,17 @@ class ReplicateProvider(Provider):
     def _images(
         self, model: ReplicateModel, call: GenerationCall, prediction: Prediction
     ) -> list[ImageOutput]:
-        where: dict[str, Any] = {"provider": self.name, "model": call.model.id}
         if prediction.status == "failed":
             text = prediction.error or "the prediction failed without saying why"
             error = ContentRejected if SAFETY_FAILURE.search(text) else ProviderUnavailable
-            raise error(text, **where)
+            raise error(text)
         if prediction.status == "canceled":
-            raise ProviderTimeout("the prediction was canceled on Replicate", **where)
+            raise ProviderTimeout("the prediction was canceled on Replicate")
         urls = _urls(prediction.output)
         if urls is None:
-            raise ProviderUnavailable(
+            raise malformed_reply(
                 f"the prediction succeeded, but its output is not file URLs: "
-                f"{str(prediction.output)[:200]}",
-                **where,
+                f"{str(prediction.output)[:200]}"
             )
         seed = call.seed if call.seed is not None else _logged_seed(prediction.logs)
         urls = urls[: call.n]
@@ -215,41 +205,30 @@ class ReplicateProvider(Provider):
             for url, cost in zip(urls, costs, strict=True)
         ]
 
-    async def _sdk(self, call: GenerationCall, request: Awaitable[T]) -> T:
-        """Await an SDK request; whatever goes wrong comes out as a layer provider error."""
-        import httpx
+    async def _sdk(self, request: Awaitable[T]) -> T:
+        """Await an SDK request; whatever goes wrong comes out as a layer provider error (an
+        HTTP error reply already is one: `_raise_for_status` raised it)."""
         from replicate.exceptions import ReplicateError
 
-        where: dict[str, Any] = {"provider": self.name, "model": call.model.id}
         try:
-            return await request
-        except ProviderError as exc:  # raised by _raise_for_status
-            exc.model = exc.model or call.model.id
-            raise
+            with httpx_errors("Replicate"):
+                return await request
         except ReplicateError as exc:
             raise error_for_status(
-                exc.status or 502, exc.detail or exc.title or "Replicate error", **where
+                exc.status or 502, exc.detail or exc.title or "Replicate error"
             ) from None
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(f"Replicate did not answer in time: {exc!r}", **where) from None
-        except httpx.HTTPError as exc:
-            raise ProviderUnavailable(f"Replicate unreachable: {exc!r}", **where) from None
         except (ValueError, TypeError, KeyError) as exc:  # a body the SDK could not read
-            raise ProviderUnavailable(
-                f"Replicate sent a malformed reply: {str(exc)[:300]}", **where
-            ) from None
+            raise malformed_reply(str(exc)[:300]) from None
 
     async def aclose(self) -> None:
-        """Let this loop's pending cancels finish, then close its connections."""
+        """Let this loop's pending cancels finish, then close its connection."""
         import asyncio
 
         loop = asyncio.get_running_loop()
         pending = [task for task in self._cancels if task.get_loop() is loop]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        connection = self._connections.pop()
-        if connection is not None:
-            await connection.transport.aclose()
+        await super().aclose()
 
 
 async def _raise_for_status(response: httpx.Response) -> None:
@@ -257,26 +236,13 @@ async def _raise_for_status(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
     await response.aread()
-    raise error_for_status(
-        response.status_code,
-        _problem(response),
-        provider="replicate",
-        retry_after=parse_retry_after(response.headers.get("retry-after")),
-    )
+    raise error_for_response(response, error_text(response, _problem))
 
 
-def _problem(response: httpx.Response) -> str:
-    """Replicate's own words for an error: the problem `detail` (or `title`), else the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        for key in ("detail", "title", "error"):
-            if isinstance(body.get(key), str) and body[key].strip():
-                return f"HTTP {response.status_code}: {body[key].strip()}"
-    text = response.text.strip()[:300]
-    return f"HTTP {response.status_code}: {text}" if text else f"HTTP {response.status_code}"
+def _problem(body: Any) -> str | None:
+    """Replicate's own words in an error body: its problem `detail`, else `title` or `error`."""
+    found = (body.get(key) for key in ("detail", "title", "error"))
+    return next((text for text in found if isinstance(text, str) and text.strip()), None)
 
 
 async def _send_cancel(client: Client, prediction_id: str) -> None:

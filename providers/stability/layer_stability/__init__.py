@@ -17,7 +17,6 @@ from layer_core import (
     ImageOutput,
     InvalidProviderRequest,
     ModelSpec,
-    PerLoop,
     Provider,
     ProviderSettings,
     ProviderUnavailable,
@@ -30,7 +29,6 @@ from layer_stability.models import (
     MODELS,
     PROVIDER,
     REST_MODELS,
-    StabilityModel,
 )
 
 if TYPE_CHECKING:
@@ -58,16 +56,14 @@ def grpc_extra_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("stability_sdk", "grpc"))
 
 
-class StabilityProvider(Provider):
+class StabilityProvider(Provider[StabilitySettings, "httpx.AsyncClient"]):
     """Stability AI: one image per request, by aspect ratio (REST) or pixel size (gRPC)."""
 
     name = PROVIDER
     key_env_var = "STABILITY_API_KEY"
-    Settings = StabilitySettings
 
     def __init__(self) -> None:
         super().__init__()
-        self._http: PerLoop[httpx.AsyncClient] = PerLoop(self._http_client)
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
 
@@ -82,33 +78,25 @@ class StabilityProvider(Provider):
         model = MODELS[call.model.id]
         pixels = model.pixels_for(call.size)
         if pixels is None:  # the planner only sends declared sizes
-            raise InvalidProviderRequest(
-                f"{model.id} cannot produce {call.size}", provider=PROVIDER, model=model.id
-            )
+            raise InvalidProviderRequest(f"{model.id} cannot produce {call.size}")
         if call.seed is not None and not MIN_SEED <= call.seed <= MAX_SEED:
             raise InvalidProviderRequest(
                 f"seed {call.seed} cannot be honoured: Stability takes seeds {MIN_SEED}.."
-                f"{MAX_SEED} (0 means a random seed)",
-                provider=PROVIDER,
-                model=model.id,
+                f"{MAX_SEED} (0 means a random seed)"
             )
         if model.transport == "rest":
             from layer_stability import rest
 
-            return [await rest.generate(self._http.get(), model, call, pixels)]
-        return await self._grpc_engine(model).generate(model, call, pixels)
+            return [await rest.generate(self.client(), model, call, pixels)]
+        return await self._grpc_engine().generate(model, call, pixels)
 
-    def _http_client(self) -> httpx.AsyncClient:
+    def make_client(self) -> httpx.AsyncClient:
+        """The REST client (the gRPC channel is shared by every event loop: `_grpc_engine`)."""
         from layer_stability import rest
 
         return rest.client(self.settings.base_url or DEFAULT_BASE_URL, self.api_key())
 
-    @property
-    def grpc_host(self) -> str:
-        settings = self.settings
-        return settings.grpc_host if isinstance(settings, StabilitySettings) else DEFAULT_GRPC_HOST
-
-    def _grpc_engine(self, model: StabilityModel) -> Engine:
+    def _grpc_engine(self) -> Engine:
         """The channel to the gRPC host, opened on first use (shared by every event loop)."""
         with self._engine_lock:
             if self._engine is None:
@@ -117,17 +105,13 @@ class StabilityProvider(Provider):
                 except Exception as exc:  # noqa: BLE001 - a missing or broken [grpc] extra
                     raise ProviderUnavailable(
                         f"the gRPC engines need a working stability-sdk "
-                        f"({type(exc).__name__}: {exc}); {GRPC_EXTRA_HINT}",
-                        provider=PROVIDER,
-                        model=model.id,
+                        f"({type(exc).__name__}: {exc}); {GRPC_EXTRA_HINT}"
                     ) from None
-                self._engine = Engine(self.grpc_host, self.api_key())
+                self._engine = Engine(self.settings.grpc_host, self.api_key())
             return self._engine
 
     async def aclose(self) -> None:
-        client = self._http.pop()
-        if client is not None:
-            await client.aclose()
+        await super().aclose()
         with self._engine_lock:
             engine, self._engine = self._engine, None
         if engine is not None:

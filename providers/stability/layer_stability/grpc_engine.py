@@ -26,10 +26,11 @@ from layer_core import (
     ProviderError,
     ProviderUnavailable,
     error_for_status,
+    malformed_reply,
 )
 from layer_core.sizes import parse_size
-from layer_stability.models import PROVIDER, StabilityModel
-from layer_stability.replies import malformed, moderation, out_of_credits, png_output
+from layer_stability.models import StabilityModel
+from layer_stability.replies import moderation, out_of_credits, png_output
 
 generation: Any = generation_pb2
 
@@ -90,14 +91,14 @@ class Engine:
             answers.cancel()  # ends the worker thread's read at once
             raise
         except grpc.RpcError as exc:
-            raise error_for(exc, model.id) from None
-        return outputs(received, model.id)
+            raise error_for(exc) from None
+        return outputs(received)
 
     def close(self) -> None:
         self._channel.close()
 
 
-def outputs(answers: Iterable[Any], model: str) -> list[ImageOutput]:
+def outputs(answers: Iterable[Any]) -> list[ImageOutput]:
     """The image artifacts of an answer stream; a filtered artifact is a refusal."""
     images = []
     for answer in answers:
@@ -111,31 +112,25 @@ def outputs(answers: Iterable[Any], model: str) -> list[ImageOutput]:
                 raise ContentRejected(
                     "Stability's safety filter refused the "
                     + ("prompt" if kind == generation.ARTIFACT_TEXT else "image")
-                    + " (finish_reason FILTER)",
-                    provider=PROVIDER,
-                    model=model,
+                    + " (finish_reason FILTER)"
                 )
             if finish == generation.ERROR:
-                raise ProviderUnavailable(
-                    "the engine reported an error", provider=PROVIDER, model=model
-                )
+                raise ProviderUnavailable("the engine reported an error")
             if kind == generation.ARTIFACT_IMAGE:
-                images.append(
-                    png_output(bytes(artifact.binary), seed=int(artifact.seed), model=model)
-                )
+                images.append(png_output(bytes(artifact.binary), seed=int(artifact.seed)))
     if not images:
-        raise malformed("no image artifact in the answer", model)
+        raise malformed_reply("no image artifact in the answer")
     return images
 
 
-def error_for(exc: Any, model: str) -> ProviderError:
+def error_for(exc: Any) -> ProviderError:
     """The core error for a failed call, by its gRPC status (mapped like the REST statuses)."""
     code = exc.code() if callable(getattr(exc, "code", None)) else None
     name = str(getattr(code, "name", "UNKNOWN"))
     details = str(exc.details() or "") if callable(getattr(exc, "details", None)) else ""
     text = f"gRPC {name}: {details}".rstrip(": ")
     if name == "RESOURCE_EXHAUSTED" and out_of_credits(details):
-        return BillingError(text, provider=PROVIDER, model=model)
+        return BillingError(text)
     if name == "PERMISSION_DENIED" and moderation(details):
-        return ContentRejected(text, provider=PROVIDER, model=model)
-    return error_for_status(HTTP_STATUS.get(name, 500), text, provider=PROVIDER, model=model)
+        return ContentRejected(text)
+    return error_for_status(HTTP_STATUS.get(name, 500), text)

@@ -7,9 +7,8 @@ import base64
 import binascii
 import re
 
-from layer_core import ImageOutput, ProviderUnavailable
+from layer_core import ImageOutput, malformed_reply
 from layer_core.sizes import format_size, png_size
-from layer_stability.models import PROVIDER
 
 _OUT_OF_CREDITS = re.compile(
     r"payment_required|(insufficient|lack sufficient|not enough|out of) (credits|balance)", re.I
@@ -27,18 +26,11 @@ def moderation(text: str) -> bool:
     return _MODERATION.search(text) is not None
 
 
-def malformed(what: str, model: str) -> ProviderUnavailable:
-    """A reply the provider should never send: the call failed on its side."""
-    return ProviderUnavailable(f"malformed reply: {what}", provider=PROVIDER, model=model)
-
-
-def png_output(
-    data: bytes, *, seed: int | None, model: str, encoded: str | None = None
-) -> ImageOutput:
+def png_output(data: bytes, *, seed: int | None, encoded: str | None = None) -> ImageOutput:
     """An output for PNG bytes (`encoded`: the same, in base64, if at hand), with its pixel size."""
     size = png_size(data)
     if size is None:
-        raise malformed("the image is not a PNG", model)
+        raise malformed_reply("the image is not a PNG")
     return ImageOutput(
         base64=encoded or base64.b64encode(data).decode("ascii"),
         seed=seed,
@@ -48,8 +40,8 @@ def png_output(
     )
 
 
-def decode_base64(text: str, model: str) -> bytes:
+def decode_base64(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise malformed("the image is not valid base64", model) from None
+        raise malformed_reply("the image is not valid base64") from None

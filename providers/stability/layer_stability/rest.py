@@ -16,13 +16,13 @@ from layer_core import (
     GenerationCall,
     ImageOutput,
     ProviderError,
-    ProviderTimeout,
-    ProviderUnavailable,
-    error_for_status,
-    parse_retry_after,
+    error_for_response,
+    error_text,
+    httpx_errors,
+    malformed_reply,
 )
-from layer_stability.models import PROVIDER, StabilityModel, aspect_ratio_for
-from layer_stability.replies import decode_base64, malformed, moderation, out_of_credits, png_output
+from layer_stability.models import StabilityModel, aspect_ratio_for
+from layer_stability.replies import decode_base64, moderation, out_of_credits, png_output
 
 
 def client(base_url: str, api_key: str) -> httpx.AsyncClient:
@@ -51,87 +51,60 @@ async def generate(
     http: httpx.AsyncClient, model: StabilityModel, call: GenerationCall, pixels: str
 ) -> ImageOutput:
     fields = form(model, call, pixels)
-    try:
+    with httpx_errors("Stability"):
         reply = await http.post(
             f"/v2beta/stable-image/generate/{model.endpoint}",
             # (None, value): a form field without a file name; httpx sends multipart for `files`
             files={name: (None, value) for name, value in fields.items()},
             timeout=call.timeout,
         )
-    except httpx.TimeoutException as exc:
-        raise ProviderTimeout(
-            f"no reply in {call.timeout:g}s ({type(exc).__name__})",
-            provider=PROVIDER,
-            model=model.id,
-        ) from None
-    except httpx.TransportError as exc:
-        raise ProviderUnavailable(
-            f"connection failed: {type(exc).__name__}: {exc}", provider=PROVIDER, model=model.id
-        ) from None
     if reply.status_code >= 400:
-        raise error_for(reply, model.id)
-    return image_from(reply, model.id)
+        raise error_for(reply)
+    return image_from(reply)
 
 
-def image_from(reply: httpx.Response, model: str) -> ImageOutput:
+def image_from(reply: httpx.Response) -> ImageOutput:
     """The image of a 200 reply; CONTENT_FILTERED is a refusal, anything odd is malformed."""
     try:
         body: Any = reply.json()
     except ValueError:
-        raise malformed(f"not JSON ({reply.headers.get('content-type')})", model) from None
+        raise malformed_reply(f"not JSON ({reply.headers.get('content-type')})") from None
     if not isinstance(body, dict):
-        raise malformed("the body is not a JSON object", model)
+        raise malformed_reply("the body is not a JSON object")
     finish = body.get("finish_reason")
     if finish == "CONTENT_FILTERED":
         raise ContentRejected(
             "Stability's content filter withheld the image (finish_reason CONTENT_FILTERED)",
-            provider=PROVIDER,
-            model=model,
             status=reply.status_code,
         )
     if finish != "SUCCESS":
-        raise malformed(f"finish_reason {finish!r}", model)
+        raise malformed_reply(f"finish_reason {finish!r}")
     encoded = body.get("image")
     if not isinstance(encoded, str) or not encoded:
-        raise malformed("no image", model)
+        raise malformed_reply("no image")
     seed = body.get("seed")
     if isinstance(seed, str) and seed.isdigit():
         seed = int(seed)
     if not isinstance(seed, int) or isinstance(seed, bool):
         seed = None
-    return png_output(decode_base64(encoded, model), seed=seed, model=model, encoded=encoded)
+    return png_output(decode_base64(encoded), seed=seed, encoded=encoded)
 
 
-def error_for(reply: httpx.Response, model: str) -> ProviderError:
+def error_for(reply: httpx.Response) -> ProviderError:
     """The core error for a 4xx/5xx reply (`{name, errors: [...]}` when Stability sends JSON)."""
     status = reply.status_code
-    text = describe(reply)
+    text = error_text(reply, _words)
     if status == 403 and moderation(text):
-        return ContentRejected(text, provider=PROVIDER, model=model, status=status)
+        return ContentRejected(text, status=status)
     if status == 402 or out_of_credits(text):
-        return BillingError(text, provider=PROVIDER, model=model, status=status)
-    return error_for_status(
-        status,
-        text,
-        provider=PROVIDER,
-        model=model,
-        retry_after=parse_retry_after(reply.headers.get("retry-after")),
-    )
+        return BillingError(text, status=status)
+    return error_for_response(reply, text)
 
 
-def describe(reply: httpx.Response) -> str:
-    """'HTTP 400 bad_request: prompt: is required' from a Stability error body, or its text."""
-    head = f"HTTP {reply.status_code}"
-    try:
-        body: Any = reply.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        name = body.get("name")
-        errors = body.get("errors")
-        parts = [str(e) for e in errors] if isinstance(errors, list) else []
-        detail = "; ".join(parts) or str(body.get("message") or "")
-        if name or detail:
-            return f"{head} {name or 'error'}: {detail}".rstrip(": ")
-    text = reply.text.strip()[:300]
-    return f"{head}: {text}" if text else f"{head} {reply.reason_phrase}"
+def _words(body: Any) -> str | None:
+    """'bad_request: prompt: is required' from a Stability error body."""
+    name = body.get("name")
+    errors = body.get("errors")
+    parts = [str(e) for e in errors] if isinstance(errors, list) else []
+    detail = "; ".join(parts) or str(body.get("message") or "")
+    return f"{name or 'error'}: {detail}".rstrip(": ") if name or detail else None
