@@ -141,7 +141,8 @@ def test_the_current_contract_raises_no_deprecation_warning() -> None:
 def test_the_shipped_providers_and_the_example_are_written_to_the_current_contract() -> None:
     code = (
         "import sys; sys.path.insert(0, 'examples/layer-acme');"
-        "import layer_core.builtin.local, layer_openai, layer_replicate, layer_stability, layer_acme"
+        "import layer_core.builtin.local, layer_openai, layer_replicate, layer_stability,"
+        " layer_acme"
     )
     done = subprocess.run(
         [sys.executable, "-W", "error::DeprecationWarning", "-c", code],
