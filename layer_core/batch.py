@@ -20,17 +20,36 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import ValidationError
 
 from layer_core.errors import AllAttemptsFailed, InvalidRequest
-from layer_core.schema import ImageRequest, ImageResponse, problems_from
-
-if TYPE_CHECKING:
-    from layer_core.layer import Layer
+from layer_core.gallery import write_gallery
+from layer_core.output import (
+    ResultLine,
+    append_result,
+    compact_results,
+    completed_ids,
+    save_response,
+)
+from layer_core.schema import ImageData, ImageRequest, ImageResponse
+from layer_core.validation import problems_from
 
 T = TypeVar("T")
+
+
+class Generator(Protocol):
+    """What a batch runs its items on: a `Layer` (its `aimage`)."""
+
+    async def aimage(
+        self,
+        gate_id: str,
+        data: ImageData,
+        model: str | None,
+        metadata: Mapping[str, Any],
+    ) -> ImageResponse: ...
+
 
 #: What a batch accepts per item: a request, or a mapping in the wire shape
 #: (`{"gateId"?, "data": {...}, "model"?, "metadata"?, "id"?}`). `run_batch` also takes an
@@ -160,7 +179,7 @@ def _invalid(field_name: str, problem: str) -> InvalidRequest:
 
 
 def stream(
-    layer: Layer,
+    layer: Generator,
     items: Iterable[BatchItem],
     *,
     concurrency: int = 8,
@@ -177,7 +196,7 @@ def stream(
 
 
 async def _stream(
-    layer: Layer, items: Iterable[BatchItem], concurrency: int, ordered: bool
+    layer: Generator, items: Iterable[BatchItem], concurrency: int, ordered: bool
 ) -> AsyncIterator[BatchResult]:
     pending = iter(enumerate(items))
     finished: asyncio.Queue[tuple[int, BatchResult] | BaseException | None] = asyncio.Queue(
@@ -219,7 +238,7 @@ async def _stream(
         await asyncio.gather(*workers, return_exceptions=True)
 
 
-async def _execute(layer: Layer, item: BatchItem) -> BatchResult:
+async def _execute(layer: Generator, item: BatchItem) -> BatchResult:
     request = item.request
     if request is None:
         return BatchResult(item.index, item.id, None, error=item.error, prompt=item.prompt)
@@ -236,31 +255,6 @@ async def _execute(layer: Layer, item: BatchItem) -> BatchResult:
     return BatchResult(
         item.index, item.id, request, response, latency=response.latency, prompt=item.prompt
     )
-
-
-def iterate_on(loop: asyncio.AbstractEventLoop, results: AsyncIterator[T]) -> Iterator[T]:
-    """Iterate an async iterator from sync code, running it on `loop` (another thread's).
-
-    An interrupt while waiting (Ctrl-C) cancels the step in flight (see `run_on`), and closing
-    the iterator closes the async one there, so nothing keeps running on the loop afterwards.
-    """
-    from layer_core.layer import run_on
-
-    done = object()
-
-    async def step() -> object:
-        return await anext(results, done)
-
-    try:
-        while True:
-            value = run_on(loop, step())
-            if value is done:
-                return
-            yield cast(T, value)
-    finally:
-        closing = getattr(results, "aclose", None)
-        if closing is not None and loop.is_running():
-            asyncio.run_coroutine_threadsafe(closing(), loop).result(timeout=60)
 
 
 # --- a batch into an output folder ---------------------------------------------------------
@@ -297,7 +291,7 @@ class BatchSummary:
 
 
 async def run_batch(
-    layer: Layer,
+    layer: Generator,
     requests: Iterable[BatchInput | InvalidRequest],
     out: Path,
     *,
@@ -311,9 +305,6 @@ async def run_batch(
     to the latest line per id and `index.html` rewritten, also when the run is cancelled.
     Raises `InvalidRequest` before running anything when two items share an explicit id.
     """
-    from layer_core.gallery import write_gallery
-    from layer_core.output import append_result, compact_results, completed_ids, failure_line
-
     items = list(batch_items(requests))
     _refuse_repeated_ids(items)
     done = completed_ids(out)
@@ -332,7 +323,7 @@ async def run_batch(
                 summary.ok += 1
                 summary.images += len(payloads)
             else:
-                append_result(out, failure_line(result))
+                append_result(out, _failure_line(result))
                 summary.failed += 1
                 summary.failures.append(result)
             summary.cost += result.cost
@@ -358,6 +349,18 @@ def _refuse_repeated_ids(items: list[BatchItem]) -> None:
         raise InvalidRequest(problems)
 
 
+def _failure_line(result: BatchResult) -> ResultLine:
+    assert result.error is not None
+    return ResultLine.of_failure(
+        result.id,
+        result.error,
+        request=result.request,
+        prompt=result.prompt,
+        cost=result.cost,
+        latency=result.latency,
+    )
+
+
 async def _payloads(response: ImageResponse) -> list[bytes]:
     if all(image.base64 is not None for image in response.images):
         return [image.bytes() for image in response.images]
@@ -365,8 +368,6 @@ async def _payloads(response: ImageResponse) -> list[bytes]:
 
 
 def _save_ok(result: BatchResult, payloads: list[bytes], out: Path) -> None:
-    from layer_core.output import save_response
-
     assert result.response is not None
     save_response(
         result.response, out, prompt=result.prompt or "", request_id=result.id, payloads=payloads

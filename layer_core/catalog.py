@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -126,6 +126,13 @@ class ModelSpec(BaseModel):
         return ModelSpec.model_validate({**self.model_dump(), "prices": merged})
 
 
+class Absent(NamedTuple):
+    """A name that is not in the catalogue, and why (the reason a plan or `layer check` gives)."""
+
+    name: str
+    why: str
+
+
 class Catalog(Mapping[str, ModelSpec]):
     """Models by id, with aliases (e.g. `flux-schnell` for `black-forest-labs/flux-schnell`)."""
 
@@ -159,6 +166,24 @@ class Catalog(Mapping[str, ModelSpec]):
         """The spec for an id or alias, or None."""
         real = self._names.get(name)
         return self._by_id[real] if real is not None else None
+
+    def resolve_pool(self, names: Iterable[str]) -> list[ModelSpec | Absent]:
+        """The models a gate's pool names, in its order: each model once (an id and its alias are
+        one model), and in its place each name that is not here, as `Absent`."""
+        seen: set[str] = set()
+        members: list[ModelSpec | Absent] = []
+        for name in names:
+            spec = self.resolve(name)
+            key = name if spec is None else spec.id
+            if key in seen:
+                continue
+            seen.add(key)
+            if spec is None:
+                why = self.absent.get(name, "not in the catalogue (is its plugin installed?)")
+                members.append(Absent(name, why))
+            else:
+                members.append(spec)
+        return members
 
     def names(self) -> list[str]:
         """Every id and alias."""

@@ -7,10 +7,13 @@ lacks for a valid config (a shipped plugin that is not installed here, as a key 
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import Literal
 
 import layer_core.catalog
+from layer_core.catalog import Absent
 from layer_core.layer import Layer, left_out_warning
+from layer_core.money import money
 from layer_core.schema import SIZES
 
 Finding = tuple[Literal["error", "warning", "note"], str]
@@ -40,11 +43,9 @@ def check_layer(layer: Layer, today: date | None = None) -> list[Finding]:
             fix = f"write a {where} to choose its models"
             findings.append(("warning", f"{left_out_warning(left_out)} ({fix})"))
         specs = []
-        for name in gate.pool:
-            spec = catalog.resolve(name)
-            if spec is None:  # a model of a shipped plugin that is not loaded (load refuses others)
-                why = catalog.absent.get(name, "not in the catalogue")
-                findings.append(("note", f"{where} {name}: {why}"))
+        for spec in catalog.resolve_pool(gate.pool):
+            if isinstance(spec, Absent):  # of a shipped plugin not loaded (load refuses others)
+                findings.append(("note", f"{where} {spec.name}: {spec.why}"))
                 continue
             specs.append(spec)
             if spec.deprecated is not None:
@@ -61,15 +62,17 @@ def check_layer(layer: Layer, today: date | None = None) -> list[Finding]:
             findings.append(("error", f"{where} default size {size} is served by no model of it"))
         if gate.max_cost_per_image is not None and specs:
             cheapest = min(
-                min(s.price(q, sz) or 0 for q in (s.qualities or (None,)) for sz in s.sizes)
+                s.price(q, sz) or Decimal(0)
                 for s in specs
+                for q in (s.qualities or (None,))
+                for sz in s.sizes
             )
             if cheapest > gate.max_cost_per_image:
                 findings.append(
                     (
                         "error",
-                        f"{where} max_cost_per_image ${gate.max_cost_per_image} is below every "
-                        f"model's cheapest price (${cheapest})",
+                        f"{where} max_cost_per_image {money(gate.max_cost_per_image)} is below "
+                        f"every model's cheapest price ({money(cheapest)})",
                     )
                 )
         unservable = [z for z in SIZES if specs and not any(z in s.sizes for s in specs)]

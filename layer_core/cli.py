@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar, cast
 
@@ -21,8 +20,9 @@ from layer_core.errors import (
     OverrideNotAllowed,
     UnknownModel,
 )
+from layer_core.interrupt import Interrupted, done, finishing
+from layer_core.money import money
 from layer_core.schema import QUALITIES, SIZES, STYLES
-from layer_core.script import Interrupted, done, finishing
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -146,11 +146,6 @@ def _table(
     if title:
         console.print(title, markup=False, soft_wrap=True, style="bold")
     console.print(table, crop=False)
-
-
-def _money(amount: Decimal | float) -> str:
-    value = Decimal(str(amount)).normalize()
-    return f"${value:f}" if value else "$0"
 
 
 # --- errors and exit statuses: one style, one mapping ------------------------------------------
@@ -484,7 +479,7 @@ async def _run_batch(
                 progress.add_task(f"batch{note}", total=summary.todo, failed=0, spent="$0")
             )
         progress.update(
-            tasks[0], completed=summary.done, failed=summary.failed, spent=_money(summary.cost)
+            tasks[0], completed=summary.done, failed=summary.failed, spent=money(summary.cost)
         )
         done(_batch_note(summary, out))
 
@@ -518,7 +513,7 @@ def _print_summary(summary: BatchSummary, out: Path, console: Console) -> None:
                 ("failed", summary.failed),
                 ("not reached", summary.todo - summary.done),
                 ("images saved", summary.images),
-                ("spent", _money(summary.cost)),
+                ("spent", money(summary.cost)),
                 ("time", f"{summary.elapsed:.1f} s"),
             )
         ],
@@ -561,10 +556,10 @@ def gallery(directory: Path) -> None:
             "`layer image` or `layer batch` run"
         )
     page = write_gallery(directory)
-    records = latest_results(directory)
-    images = sum(len(r.get("files") or []) for r in records.values())
+    lines = latest_results(directory)
+    images = sum(len(line.files) for line in lines.values())
     _console().print(
-        f"{page}: {len(records)} request(s), {images} image(s)", markup=False, soft_wrap=True
+        f"{page}: {len(lines)} request(s), {images} image(s)", markup=False, soft_wrap=True
     )
 
 
@@ -580,12 +575,12 @@ def _print_response(response: ImageResponse, files: list[Path], layer: Layer) ->
             _Column("cost", right=True),
         ],
         [
-            [str(path), img.model, img.size or "", str(img.seed or ""), _money(img.cost_exact)]
+            [str(path), img.model, img.size or "", str(img.seed or ""), money(img.cost_exact)]
             for path, img in zip(files, response.images, strict=True)
         ],
         title=f"{len(files)} image(s) via gate {response.gate_id!r}",
     )
-    console.print(f"total {_money(response.cost_exact)} in {response.latency:.0f} ms")
+    console.print(f"total {money(response.cost_exact)} in {response.latency:.0f} ms")
     for warning in response.warnings:
         _say(console, "warning", warning)
     fallbacks = [a for a in response.attempts if a.outcome == "error"]
@@ -693,8 +688,8 @@ def _print_plan(the_plan: Plan, layer: Layer) -> None:
                 str(number),
                 c.id,
                 c.model.provider,
-                _money(c.price),
-                _money(c.estimated_cost),
+                money(c.price),
+                money(c.estimated_cost),
                 "; ".join(c.warnings),
             ]
             for number, c in enumerate(the_plan.candidates, 1)
@@ -760,7 +755,7 @@ def _model_status(spec: ModelSpec, unavailable: Mapping[str, str]) -> list[str]:
 
 def _price_range(spec: ModelSpec) -> str:
     low, high = min(spec.prices.values()), max(spec.prices.values())
-    return _money(low) if low == high else f"{_money(low)}-{_money(high)}"
+    return money(low) if low == high else f"{money(low)}-{money(high)}"
 
 
 def _print_model(layer: Layer, model_id: str, as_json: bool) -> None:
@@ -784,7 +779,7 @@ def _print_model(layer: Layer, model_id: str, as_json: bool) -> None:
                 f"{s} (delivers {spec.delivered[s]})" if s in spec.delivered else s for s in value
             ]
         elif name == "prices":
-            cell = [f"{key} {_money(price)}" for key, price in spec.prices.items()]
+            cell = [f"{key} {money(price)}" for key, price in spec.prices.items()]
         elif isinstance(value, list):
             cell = [str(v) for v in value] or "-"
         elif isinstance(value, bool):
@@ -877,9 +872,9 @@ def gates(ctx: click.Context, as_json: bool) -> None:
         retries = gate.retries if gate.retries is not None else f"{last} if last"
         limits = [f"retries {retries}", f"timeout {gate.timeout:g}s"]
         if gate.max_cost_per_image is not None:
-            limits.append(f"max {_money(gate.max_cost_per_image)}/image")
+            limits.append(f"max {money(gate.max_cost_per_image)}/image")
         if gate.budget is not None:
-            limits.append(f"budget {_money(gate.budget.amount)} {gate.budget.period}")
+            limits.append(f"budget {money(gate.budget.amount)} {gate.budget.period}")
         rows.append([gate.id, gate.routing_strategy, list(gate.pool), defaults or "-", limits])
     _table(
         _console(),
@@ -961,12 +956,12 @@ def _print_costs(report: CostReport, layer: Layer) -> None:
             *(v if v is not None else "-" for v in row.group.values()),
             str(row.requests),
             str(row.images),
-            _money(row.cost),
+            money(row.cost),
         ]
         for row in report.rows
     ]
     label = ["total", *[""] * (len(report.by) - 1)] if report.by else []
-    total: list[_Cell] = [*label, str(report.requests), str(report.images), _money(report.total)]
+    total: list[_Cell] = [*label, str(report.requests), str(report.images), money(report.total)]
     _table(
         _console(),
         [

@@ -1,8 +1,9 @@
 """plugins.toml: finding it, reading it, and errors that name the key, the table and the fix.
 
 Resolution for `Layer(config=...)`: a path, a dict of the same shape, or None → `$LAYER_CONFIG` →
-`./plugins.toml` → the user config dir (`$XDG_CONFIG_HOME/layer/plugins.toml`) → built-in (no
-file: a `default` gate over every available model).
+`./plugins.toml` → `plugins.toml` in the user config dir (`layer_core.dirs`: on Linux
+`$XDG_CONFIG_HOME/layer`, else `~/.config/layer`) → built-in (no file: a `default` gate over
+every available model).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 
-from layer_core.errors import ConfigError, did_you_mean
+from layer_core.dirs import CONFIG_FILE, user_config_dir
+from layer_core.errors import ConfigError
 from layer_core.gates import Gate
 from layer_core.ledger import ledger_url
 from layer_core.provider import Provider, ProviderSettings
+from layer_core.validation import describe, unknown_key
 
 TOP_LEVEL_KEYS = ("ledger", "store_prompts", "plugins", "gates")
 PLUGINS_KEYS = ("load",)
@@ -38,8 +41,8 @@ class LayerConfig:
 
 
 def user_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "layer" / "plugins.toml"
+    """The user's plugins.toml, in the user config dir (see `layer_core.dirs`)."""
+    return user_config_dir() / CONFIG_FILE
 
 
 def find_config(config: ConfigSource) -> tuple[Mapping[str, Any], str]:
@@ -69,30 +72,12 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _unknown(key: str, known: tuple[str, ...] | list[str]) -> str:
-    hint = did_you_mean(key, known) or f"known keys: {', '.join(known)}"
-    return f"unknown key {key!r} ({hint})"
-
-
-def describe(exc: ValidationError, model: type[BaseModel]) -> str:
-    """A pydantic error as lines of `key: problem`, suggesting the right name for unknown keys."""
-    lines = []
-    for item in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in item["loc"])
-        if item["type"] == "extra_forbidden":
-            lines.append(_unknown(loc, list(model.model_fields)))
-        else:
-            message = str(item["msg"]).removeprefix("Value error, ")
-            lines.append(f"{loc}: {message}" if loc else message)
-    return "; ".join(lines)
-
-
 def load_config(config: ConfigSource) -> LayerConfig:
     """Read and validate a config; raise `ConfigError` naming the table and key at fault."""
     raw, source = find_config(config)
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(f"{source}: {_unknown(key, TOP_LEVEL_KEYS)} at the top level")
+            raise ConfigError(f"{source}: {unknown_key(key, TOP_LEVEL_KEYS)} at the top level")
     ledger = raw.get("ledger", "sqlite")
     try:
         ledger_url(ledger, environ={})
@@ -129,7 +114,7 @@ def load_config(config: ConfigSource) -> LayerConfig:
         if not isinstance(table, Mapping):
             raise ConfigError(f"{source}: [gates.{gate_id}] must be a table")
         if "id" in table:
-            raise ConfigError(f"{source}: [gates.{gate_id}] {_unknown('id', list(_gate_keys()))}")
+            raise ConfigError(f"{source}: [gates.{gate_id}] {unknown_key('id', _gate_keys())}")
         try:
             gates[gate_id] = Gate.model_validate({"id": gate_id, **table})
         except ValidationError as exc:

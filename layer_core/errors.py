@@ -9,30 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from layer_core.money import money, total_cost
+from layer_core.schema import ERROR_KINDS as ERROR_KINDS, ErrorKind as ErrorKind
 
 if TYPE_CHECKING:
     from layer_core.policy import Rejection
     from layer_core.schema import Attempt, ImageOutput
-
-ErrorKind = Literal[
-    "rate_limited",
-    "unavailable",
-    "timeout",
-    "authentication",
-    "billing",
-    "content_rejected",
-    "invalid_request",
-]
-ERROR_KINDS: tuple[ErrorKind, ...] = (
-    "rate_limited",
-    "unavailable",
-    "timeout",
-    "authentication",
-    "billing",
-    "content_rejected",
-    "invalid_request",
-)
 
 
 class LayerError(Exception):
@@ -154,8 +138,8 @@ class BudgetExceeded(LayerError):
         self, gate_id: str, amount: Decimal, spent: Decimal, estimate: Decimal, resets_at: str
     ) -> None:
         super().__init__(
-            f"gate {gate_id!r}: budget ${amount} would be exceeded "
-            f"(spent ${spent}, this request ~${estimate}); resets {resets_at}"
+            f"gate {gate_id!r}: budget {money(amount)} would be exceeded "
+            f"(spent {money(spent)}, this request ~{money(estimate)}); resets {resets_at}"
         )
         self.gate_id = gate_id
         self.amount = amount
@@ -243,7 +227,7 @@ class AllAttemptsFailed(LayerError):
     @property
     def cost(self) -> Decimal:
         """What the delivered images cost (they were paid for)."""
-        return sum((image.cost_exact for image in self.images), Decimal(0))
+        return total_cost(self.images)
 
 
 # --- provider errors -----------------------------------------------------------------------

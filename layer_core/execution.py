@@ -23,6 +23,7 @@ from layer_core.errors import (
     ProviderUnavailable,
 )
 from layer_core.gates import Gate
+from layer_core.money import total_cost
 from layer_core.policy import Candidate, Plan
 from layer_core.provider import GenerationCall, Provider
 from layer_core.schema import MAX_SEED, Attempt, ImageOutput, ImageRequest
@@ -64,12 +65,6 @@ def _encoded(image: ImageOutput) -> str | None:
     return None
 
 
-def split_count(count: int, per_call: int) -> list[int]:
-    """7 images at 3 per call → [3, 3, 1]."""
-    full, rest = divmod(count, per_call)
-    return [per_call] * full + ([rest] if rest else [])
-
-
 @dataclass
 class Outcome:
     """What execution produced: images by slot, every attempt, and warnings to surface."""
@@ -80,7 +75,7 @@ class Outcome:
 
     @property
     def cost(self) -> Decimal:
-        return sum((image.cost_exact for image in self.images), Decimal(0))
+        return total_cost(self.images)
 
 
 @dataclass

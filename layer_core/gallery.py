@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from decimal import Decimal, InvalidOperation
+from collections.abc import Sequence
+from decimal import Decimal
 from html import escape
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-from layer_core.output import latest_results
+from layer_core.money import money, plain
+from layer_core.output import ResultLine, latest_results
 
 INDEX = "index.html"
 
@@ -73,22 +74,22 @@ def write_gallery(out: Path) -> Path:
     return target
 
 
-def render_gallery(records: list[dict[str, Any]], *, title: str = "layer gallery") -> str:
-    """The page for `records` (results.jsonl lines, latest per id)."""
-    ok = [r for r in records if r.get("status") == "ok"]
-    images = sum(len(r.get("images") or []) for r in ok)
-    cost = sum((_decimal(r.get("cost")) for r in records), Decimal(0))
-    latency = sum(float(r.get("latency_ms") or 0) for r in records)
+def render_gallery(lines: Sequence[ResultLine], *, title: str = "layer gallery") -> str:
+    """The page for `lines` (of results.jsonl, the latest per id)."""
+    ok = [line for line in lines if line.ok]
+    images = sum(len(line.images) for line in ok)
+    cost = sum((line.cost for line in lines), Decimal(0))
+    latency = sum(line.latency_ms for line in lines)
     totals = [
-        ("requests", "requests", str(len(records))),
+        ("requests", "requests", str(len(lines))),
         ("succeeded", "succeeded", str(len(ok))),
-        ("failed", "failed", str(len(records) - len(ok))),
+        ("failed", "failed", str(len(lines) - len(ok))),
         ("images", "images", str(images)),
-        ("cost", "cost", f"${_plain(cost)}"),
+        ("cost", "cost", money(cost)),
         ("latency", "latency (sum)", f"{latency / 1000:.1f} s"),
     ]
     items = "".join(_total(*total) for total in totals)
-    cards = "\n".join(_card(record) for record in records)
+    cards = "\n".join(_card(line) for line in lines)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{escape(_CSP)}">
@@ -97,7 +98,7 @@ def render_gallery(records: list[dict[str, Any]], *, title: str = "layer gallery
 <style>{_STYLE}</style>
 </head><body>
 <header><h1>{escape(title)}</h1>
-<dl id="totals" data-requests="{len(records)}" data-images="{images}" data-cost="{_plain(cost)}">
+<dl id="totals" data-requests="{len(lines)}" data-images="{images}" data-cost="{plain(cost)}">
 {items}</dl></header>
 <main>
 {cards}
@@ -111,47 +112,45 @@ def _total(key: str, label: str, value: str) -> str:
     return f'<div><dt>{escape(label)}</dt><dd id="total-{key}">{escape(value)}</dd></div>'
 
 
-def _card(record: dict[str, Any]) -> str:
-    prompt = str(record.get("prompt") or "")
-    if record.get("status") != "ok":
-        error = record.get("error") or {}
-        message = error.get("message", "") if isinstance(error, dict) else str(error)
-        kind = error.get("type", "error") if isinstance(error, dict) else "error"
+def _card(line: ResultLine) -> str:
+    prompt = line.prompt or ""
+    if not line.ok:
+        error = line.error
+        kind, message = (error.type, error.message) if error else ("error", "")
         return (
-            f'<article class="failed" data-id="{escape(str(record.get("id", "")))}">'
+            f'<article class="failed" data-id="{escape(line.id)}">'
             f'<div class="info"><p class="prompt">{escape(prompt)}</p>'
             f'<p class="error">{escape(f"{kind}: {message}")}</p>'
-            + _meta({"id": record.get("id"), "cost": _money(record.get("cost"))})
+            + _meta({"id": line.id, "cost": money(line.cost)})
             + "</div></article>"
         )
     figures = []
-    images = record.get("images") or []
-    for image in images:
-        revised = image.get("revised_prompt")
+    for image in line.images:
+        revised = image.revised_prompt
         figures.append(
-            f'<figure><img src="{escape(quote(str(image.get("file", "")), safe=""))}" '
-            f'alt="{escape(prompt)}" title="{escape(str(image.get("file", "")))}">'
+            f'<figure><img src="{escape(quote(image.file, safe=""))}" '
+            f'alt="{escape(prompt)}" title="{escape(image.file)}">'
             '<figcaption class="info">'
-            + (f'<p class="revised">{escape(str(revised))}</p>' if revised else "")
+            + (f'<p class="revised">{escape(revised)}</p>' if revised else "")
             + _meta(
                 {
-                    "model": image.get("model"),
-                    "size": image.get("size"),
-                    "seed": image.get("seed"),
-                    "cost": _money(image.get("cost")),
+                    "model": image.model,
+                    "size": image.size,
+                    "seed": image.seed,
+                    "cost": money(image.cost),
                 }
             )
             + "</figcaption></figure>"
         )
     return (
-        f'<article data-id="{escape(str(record.get("id", "")))}">'
+        f'<article data-id="{escape(line.id)}">'
         f'<div class="info"><p class="prompt">{escape(prompt)}</p>'
         + _meta(
             {
-                "gate": record.get("gate"),
-                "latency": f"{float(record.get('latency_ms') or 0):.0f} ms",
-                "total": _money(record.get("cost")) if len(images) > 1 else None,
-                "id": record.get("id"),
+                "gate": line.gate,
+                "latency": f"{line.latency_ms:.0f} ms",
+                "total": money(line.cost) if len(line.images) > 1 else None,
+                "id": line.id,
             }
         )
         + "</div>"
@@ -160,27 +159,10 @@ def _card(record: dict[str, Any]) -> str:
     )
 
 
-def _meta(fields: dict[str, Any]) -> str:
+def _meta(fields: dict[str, object]) -> str:
     rows = "".join(
         f"<dt>{escape(key)}</dt><dd>{escape(str(value))}</dd>"
         for key, value in fields.items()
         if value is not None and value != ""
     )
     return f'<dl class="meta">{rows}</dl>'
-
-
-def _decimal(value: object) -> Decimal:
-    try:
-        return Decimal(str(value)) if value is not None else Decimal(0)
-    except InvalidOperation:
-        return Decimal(0)
-
-
-def _plain(amount: Decimal) -> str:
-    """A Decimal without exponent or trailing zeros: 0, 0.04, 1.2."""
-    text = f"{amount.normalize():f}"
-    return text if amount else "0"
-
-
-def _money(value: object) -> str:
-    return f"${_plain(_decimal(value))}"

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from layer_core.errors import ERROR_KINDS, ErrorKind
-from layer_core.schema import Quality, ResponseFormat, Size, Style
+from layer_core.schema import ERROR_KINDS, ErrorKind, Quality, ResponseFormat, Size, Style
 
 RoutingStrategy = Literal["single", "fallback", "round-robin", "cost", "quality"]
-ROUTING_STRATEGIES: tuple[RoutingStrategy, ...] = (
-    "single",
-    "fallback",
-    "round-robin",
-    "cost",
-    "quality",
-)
+ROUTING_STRATEGIES: tuple[RoutingStrategy, ...] = get_args(RoutingStrategy)
 OverrideField = Literal["model", "size", "quality", "style"]
-OVERRIDE_FIELDS: tuple[OverrideField, ...] = ("model", "size", "quality", "style")
+OVERRIDE_FIELDS: tuple[OverrideField, ...] = get_args(OverrideField)
 
 #: Errors that move a request on to the next model unless the gate says otherwise. Content
 #: rejections and invalid requests stop: rerouting a refused prompt is the app's decision, and

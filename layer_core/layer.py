@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mappin
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import layer_core.catalog
 from layer_core.catalog import Catalog, ModelSpec
@@ -31,8 +31,9 @@ from layer_core.errors import (
 from layer_core.execution import Executor
 from layer_core.gates import OVERRIDE_FIELDS, Gate
 from layer_core.ledger import Hold, Ledger, LedgerRecord, Status, ledger_url, reservation_ttl
+from layer_core.money import money, total_cost
 from layer_core.plugins import PluginHost, PluginInfo, allow_list_from_env, build_host
-from layer_core.policy import Plan, ProviderState, Rejection, money, plan
+from layer_core.policy import Plan, ProviderState, Rejection, plan
 from layer_core.provider import Provider
 from layer_core.schema import (
     Attempt,
@@ -40,9 +41,9 @@ from layer_core.schema import (
     ImageOutput,
     ImageRequest,
     ImageResponse,
-    parse_request,
 )
 from layer_core.shipped import SHIPPED_MODELS, shipped_names, shipped_plugin
+from layer_core.validation import parse_request
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop, Task
@@ -488,7 +489,7 @@ class Layer:
             provider=served.provider if served else None,
             requested=request.data.count,
             delivered=len(images),
-            cost=sum((image.cost_exact for image in images), Decimal(0)),
+            cost=total_cost(images),
             latency=latency,
             status=status,
             error=error,
@@ -573,7 +574,6 @@ class Layer:
         ordered: bool = False,
     ) -> Iterator[BatchResult]:
         """`aimage_batch`, iterated for you (on the same private loop as `image`)."""
-        from layer_core.batch import iterate_on
 
         batch = self.aimage_batch(requests, concurrency=concurrency, ordered=ordered)
         if self._runner is None:
@@ -723,6 +723,31 @@ async def _cancel_the_rest() -> None:
 
 #: Seconds a sync call waits, after an interrupt, for the coroutine it cancelled to finish.
 CANCEL_GRACE = 60.0
+
+
+def iterate_on(loop: AbstractEventLoop, results: AsyncIterator[T]) -> Iterator[T]:
+    """Iterate an async iterator from sync code, running it on `loop` (another thread's).
+
+    An interrupt while waiting (Ctrl-C) cancels the step in flight (see `run_on`), and closing
+    the iterator closes the async one there, so nothing keeps running on the loop afterwards.
+    """
+    done = object()
+
+    async def step() -> object:
+        return await anext(results, done)
+
+    try:
+        while True:
+            value = run_on(loop, step())
+            if value is done:
+                return
+            yield cast(T, value)
+    finally:
+        closing = getattr(results, "aclose", None)
+        if closing is not None and loop.is_running():
+            import asyncio
+
+            asyncio.run_coroutine_threadsafe(closing(), loop).result(timeout=60)
 
 
 def run_on(loop: AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

@@ -12,15 +12,134 @@ import json
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
-from layer_core.schema import ImageResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
-if TYPE_CHECKING:
-    from layer_core.batch import BatchResult
+from layer_core.schema import ImageRequest, ImageResponse
 
 RESULTS = "results.jsonl"
+
+
+class ImageLine(BaseModel):
+    """One image of a results line: its file (relative to the folder) and what made it."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    file: str
+    model: str = ""
+    size: str | None = None
+    seed: int | None = None
+    cost: Decimal = Decimal(0)
+    revised_prompt: str | None = None
+
+
+class LineError(BaseModel):
+    """Why a batch item failed: the error's class name and its message."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    type: str = "error"
+    message: str = ""
+
+
+class ResultLine(BaseModel):
+    """One line of results.jsonl: a request that succeeded (its files), or a batch item that
+    failed (its error). Fields this version does not know are kept, so a rewrite keeps them."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    id: str
+    response_id: str | None = None
+    status: Literal["ok", "failed"]
+    prompt: str | None = None
+    gate: str | None = None
+    files: list[str] = Field(default_factory=list)
+    model: str | None = None
+    provider: str | None = None
+    cost: Decimal = Decimal(0)
+    latency_ms: float = 0.0
+    error: LineError | None = None
+    images: list[ImageLine] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created: datetime | None = None
+
+    @field_serializer("created")
+    def _iso(self, created: datetime | None) -> str | None:
+        return created.isoformat() if created is not None else None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def of_response(
+        cls,
+        response: ImageResponse,
+        files: Sequence[Path],
+        *,
+        prompt: str,
+        request_id: str | None = None,
+    ) -> ResultLine:
+        """The line of a successful request (file names relative to the folder)."""
+        return cls(
+            id=request_id or response.id,
+            response_id=response.id,
+            status="ok",
+            prompt=prompt,
+            gate=response.gate_id,
+            files=[f.name for f in files],
+            model=response.model,
+            provider=response.provider,
+            cost=response.cost_exact,
+            latency_ms=round(response.latency, 1),
+            images=[
+                ImageLine(
+                    file=f.name,
+                    model=image.model,
+                    size=image.size,
+                    seed=image.seed,
+                    cost=image.cost_exact,
+                    revised_prompt=image.revised_prompt,
+                )
+                for f, image in zip(files, response.images, strict=True)
+            ],
+            warnings=response.warnings,
+            metadata=response.metadata,
+            created=response.created,
+        )
+
+    @classmethod
+    def of_failure(
+        cls,
+        item_id: str,
+        error: BaseException,
+        *,
+        request: ImageRequest | None,
+        prompt: str | None,
+        cost: Decimal,
+        latency: float,
+    ) -> ResultLine:
+        """The line of a batch item that failed: the same fields, and the error."""
+        return cls(
+            id=item_id,
+            status="failed",
+            prompt=prompt,
+            gate=request.gate_id if request else None,
+            model=request.model if request else None,
+            cost=cost,
+            latency_ms=round(latency, 1),
+            error=LineError(type=type(error).__name__, message=str(error)),
+            metadata=dict(request.metadata) if request else {},
+            created=datetime.now(UTC),
+        )
+
+    def to_json(self) -> str:
+        """The line as written (without its newline)."""
+        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False)
 
 
 def save_response(
@@ -44,136 +163,78 @@ def save_response(
         path = out / f"{response.id}-{index}.{image.extension}"
         path.write_bytes(payload)
         files.append(path)
-    append_result(out, result_line(response, files, prompt=prompt, request_id=request_id))
+    append_result(
+        out, ResultLine.of_response(response, files, prompt=prompt, request_id=request_id)
+    )
     return files
 
 
-def result_line(
-    response: ImageResponse, files: list[Path], *, prompt: str, request_id: str | None = None
-) -> dict[str, Any]:
-    """The results.jsonl record of one successful request (file names relative to the folder)."""
-    return {
-        "id": request_id or response.id,
-        "response_id": response.id,
-        "status": "ok",
-        "prompt": prompt,
-        "gate": response.gate_id,
-        "files": [f.name for f in files],
-        "model": response.model,
-        "provider": response.provider,
-        "cost": str(response.cost_exact),
-        "latency_ms": round(response.latency, 1),
-        "error": None,
-        "images": [
-            {
-                "file": f.name,
-                "model": image.model,
-                "size": image.size,
-                "seed": image.seed,
-                "cost": str(image.cost_exact),
-                "revised_prompt": image.revised_prompt,
-            }
-            for f, image in zip(files, response.images, strict=True)
-        ],
-        "warnings": response.warnings,
-        "metadata": response.metadata,
-        "created": response.created.isoformat(),
-    }
-
-
-def failure_line(result: BatchResult) -> dict[str, Any]:
-    """The results.jsonl record of a batch item that failed: the same fields, and the error."""
-    request = result.request
-    error = result.error
-    return {
-        "id": result.id,
-        "response_id": None,
-        "status": "failed",
-        "prompt": result.prompt,
-        "gate": request.gate_id if request else None,
-        "files": [],
-        "model": request.model if request else None,
-        "provider": None,
-        "cost": str(result.cost),
-        "latency_ms": round(result.latency, 1),
-        "error": {"type": type(error).__name__, "message": str(error)},
-        "images": [],
-        "warnings": [],
-        "metadata": dict(request.metadata) if request else {},
-        "created": datetime.now(UTC).isoformat(),
-    }
-
-
-def append_result(out: Path, record: dict[str, Any]) -> None:
+def append_result(out: Path, line: ResultLine) -> None:
     """Append one line in a single write, so an interrupted run never leaves half a line."""
-    line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+    data = (line.to_json() + "\n").encode()
     fd = os.open(out / RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        os.write(fd, data)
     finally:
         os.close(fd)
 
 
-def read_results(out: Path) -> list[dict[str, Any]]:
-    """Every record of `out/results.jsonl` in file order (none when there is no file yet)."""
+def read_results(out: Path) -> list[ResultLine]:
+    """Every line of `out/results.jsonl` in file order (none when there is no file yet)."""
     try:
         text = (out / RESULTS).read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    records = []
-    for line in text.splitlines():
+    lines = []
+    for text_line in text.splitlines():
         try:
-            record = json.loads(line)
-        except ValueError:
+            lines.append(ResultLine.model_validate_json(text_line))
+        except ValidationError:
             continue  # not a line this code wrote; never let it stop a run
-        if isinstance(record, dict) and isinstance(record.get("id"), str):
-            records.append(record)
-    return records
+    return lines
 
 
-def latest_results(out: Path) -> dict[str, dict[str, Any]]:
-    """The latest record per id, in the order the latest ones were written."""
+def latest_results(out: Path) -> dict[str, ResultLine]:
+    """The latest line per id, in the order the latest ones were written."""
     return _latest(read_results(out))
 
 
-def _latest(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    latest: dict[str, dict[str, Any]] = {}
-    for record in records:
-        latest.pop(record["id"], None)
-        latest[record["id"]] = record
+def _latest(lines: list[ResultLine]) -> dict[str, ResultLine]:
+    latest: dict[str, ResultLine] = {}
+    for line in lines:
+        latest.pop(line.id, None)
+        latest[line.id] = line
     return latest
 
 
 def completed_ids(out: Path) -> set[str]:
-    """Ids whose latest record succeeded and whose files are all still on disk."""
+    """Ids whose latest line succeeded and whose files are all still on disk."""
     return {
-        record_id
-        for record_id, record in latest_results(out).items()
-        if record.get("status") == "ok"
-        and all((out / str(name)).is_file() for name in record.get("files") or [])
+        line_id
+        for line_id, line in latest_results(out).items()
+        if line.ok and all((out / name).is_file() for name in line.files)
     }
 
 
 def compact_results(out: Path, order: Sequence[str] = ()) -> int:
-    """Rewrite results.jsonl with only the latest record per id; returns how many were dropped.
+    """Rewrite results.jsonl with only the latest line per id; returns how many were dropped.
 
-    The records whose ids are in `order` (a batch's, in input order: they were written as each
-    finished) are put in that order, in the places they held among the other records, so the
+    The lines whose ids are in `order` (a batch's, in input order: they were written as each
+    finished) are put in that order, in the places they held among the other lines, so the
     gallery shows a batch as its file lists it. The new file replaces the old in one rename,
     so a reader sees one or the other, never a mix.
     """
-    records = read_results(out)
-    latest = list(_latest(records).values())
-    rank = {record_id: place for place, record_id in enumerate(order)}
-    places = [i for i, record in enumerate(latest) if record["id"] in rank]
-    ranked = sorted((latest[i] for i in places), key=lambda record: rank[record["id"]])
-    for i, record in zip(places, ranked, strict=True):
-        latest[i] = record
-    if latest == records:
+    lines = read_results(out)
+    latest = list(_latest(lines).values())
+    rank = {line_id: place for place, line_id in enumerate(order)}
+    places = [i for i, line in enumerate(latest) if line.id in rank]
+    ranked = sorted((latest[i] for i in places), key=lambda line: rank[line.id])
+    for i, line in zip(places, ranked, strict=True):
+        latest[i] = line
+    if latest == lines:
         return 0
     target = out / RESULTS
     scratch = target.with_name(f".{RESULTS}.{os.getpid()}.tmp")
-    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in latest)
-    scratch.write_text(text, encoding="utf-8")
+    scratch.write_text("".join(line.to_json() + "\n" for line in latest), encoding="utf-8")
     os.replace(scratch, target)
-    return len(records) - len(latest)
+    return len(lines) - len(latest)

@@ -20,8 +20,9 @@ from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
 
-from layer_core.catalog import Catalog, ModelSpec, retirement
+from layer_core.catalog import Absent, Catalog, ModelSpec, retirement
 from layer_core.gates import Gate
+from layer_core.money import money
 from layer_core.schema import ImageRequest, Quality, Size, Style
 
 DEFAULT_SIZE: Size = "1024x1024"
@@ -103,12 +104,6 @@ class Plan:
         return self.candidates[0].estimated_cost if self.candidates else None
 
 
-def money(amount: Decimal) -> str:
-    """$0.04, $0.167, $0 — as short as exact allows."""
-    text = format(amount.normalize(), "f")
-    return f"${text}"
-
-
 def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderState) -> Plan:
     """Decide which models may serve `request` through `gate`, and in which order."""
     data = request.data
@@ -176,7 +171,7 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
         warnings = fit.warnings
         retires = fit.deprecated
         if retires is not None and (retires - today).days <= DEPRECATION_WARNING_DAYS:
-            refused = "; the provider may refuse it" if retires <= today else ""
+            refused = "; the provider may refuse it" if fit.spec.retired(today) else ""
             warnings += (f"{mid}: {retirement(retires, today)}{refused}",)
         spec = fit.spec
         candidate = _make_candidate(
@@ -359,20 +354,12 @@ def _fit_pool(
             Rejection(name, f"{name}: not used (routing_strategy is single)") for name in pool[1:]
         )
         pool = pool[:1]
-    seen: set[str] = set()
     fits: list[_Fit | Rejection] = []
-    for name in pool:
-        spec = catalog.resolve(name)
-        if spec is None:
-            if name not in seen:
-                seen.add(name)
-                why = catalog.absent.get(name, "not in the catalogue (is its plugin installed?)")
-                fits.append(Rejection(name, f"{name}: {why}"))
-            continue
-        if spec.id in seen:
-            continue
-        seen.add(spec.id)
-        fits.append(_fit(spec, size, quality, style, gate.max_cost_per_image, len(fits)))
+    for member in catalog.resolve_pool(pool):
+        if isinstance(member, Absent):
+            fits.append(Rejection(member.name, f"{member.name}: {member.why}"))
+        else:
+            fits.append(_fit(member, size, quality, style, gate.max_cost_per_image, len(fits)))
     if strategy in ("cost", "quality"):
         # Rank every model once; `sorted` is stable, so ties keep the order written, and the
         # eligible models of a request, taken in rank order, are sorted as the strategy says.

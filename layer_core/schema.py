@@ -24,7 +24,6 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
-    ValidationError,
     ValidationInfo,
     computed_field,
     field_validator,
@@ -32,14 +31,10 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from layer_core.errors import ErrorKind, InvalidRequest
+from layer_core.sizes import SIZES as SIZES, Size as Size, format_size, image_info
 
-Size = Literal[
-    "256x256", "512x512", "1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536"
-]
 Quality = Literal["standard", "hd"]
 Style = Literal["vivid", "natural"]
-SIZES: tuple[Size, ...] = get_args(Size)
 QUALITIES: tuple[Quality, ...] = get_args(Quality)
 STYLES: tuple[Style, ...] = get_args(Style)
 
@@ -54,6 +49,19 @@ DEFAULT_DOWNLOAD_LIMIT = 50 * 1024 * 1024
 SizeSource = Literal["image", "provider", "expected"]
 #: How a provider that can return either is asked to return images (OpenAI's words).
 ResponseFormat = Literal["url", "b64_json"]
+
+#: How an attempt failed: the vocabulary of a gate's `fallback_on` and of `Attempt.error`; each
+#: `ProviderError` subclass has one.
+ErrorKind = Literal[
+    "rate_limited",
+    "unavailable",
+    "timeout",
+    "authentication",
+    "billing",
+    "content_rejected",
+    "invalid_request",
+]
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
 
 MetadataValue = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
@@ -95,7 +103,7 @@ class ImageData(_Wire):
         # True is an int to Python, and would pass as 1: refuse it as the mistake it is
         if isinstance(value, bool):
             name = str(info.field_name)
-            raise ValueError(f"a boolean is not a {name}; {_HINTS[name]}")
+            raise ValueError(f"a boolean is not a {name}; {HINTS[name]}")
         return value
 
 
@@ -202,8 +210,6 @@ class ImageOutput(_Wire):
             assert self.url is not None
             data = _download(self.url, max_bytes=max_bytes, timeout=timeout)
         if self.size_source == "expected":
-            from layer_core.sizes import format_size, image_info
-
             try:
                 _, width, height = image_info(data)
             except ValueError:
@@ -279,70 +285,15 @@ class ImageResponse(_Wire):
         return float(self.cost_exact)
 
 
-# --- turning bad input into errors people can act on ---------------------------------------
-
-_HINTS: dict[str, str] = {
+#: How to fix each field of a request's data, added to what pydantic says is wrong with it.
+HINTS: dict[str, str] = {
     "size": "use one of " + ", ".join(SIZES),
-    "quality": "use 'standard' or 'hd'",
-    "style": "use 'vivid' or 'natural'",
+    "quality": "use " + " or ".join(map(repr, QUALITIES)),
+    "style": "use " + " or ".join(map(repr, STYLES)),
     "count": f"ask for 1 to {MAX_COUNT} images",
     "seed": f"use an integer from 0 to {MAX_SEED}, or omit it for a random seed",
     "prompt": f"give 1 to {MAX_PROMPT_CHARS} characters",
 }
-
-
-def _field_name(loc: tuple[int | str, ...]) -> str:
-    parts = [to_camel(p) if isinstance(p, str) and p[:1].islower() else str(p) for p in loc]
-    # keep python names for the top-level fields people type in Python
-    return ".".join(parts).replace("gateId", "gate_id")
-
-
-def problems_from(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """One `(field, message with the fix)` per pydantic error."""
-    problems: list[tuple[str, str]] = []
-    for item in error.errors(include_url=False):
-        loc = prefix + tuple(item["loc"])
-        field = _field_name(loc)
-        message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field; remove it (fields: prompt, size, quality, style, count, seed)"
-            if len(loc) == 1:
-                message = "unknown field; remove it (fields: gate_id, data, model, metadata)"
-        elif "input" in item and item["type"] != "missing" and loc[:1] != ("metadata",):
-            # (metadata is shown by key: all of it could be kilobytes)
-            message = f"{item['input']!r}: {message}"
-        hint = _HINTS.get(str(loc[-1]))
-        if hint and item["type"] not in ("extra_forbidden", "value_error"):
-            message = f"{message}; {hint}"
-        problems.append((field, message))
-    return problems
-
-
-def parse_request(
-    gate_id: str,
-    data: ImageData | Mapping[str, Any],
-    model: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> ImageRequest:
-    """Build an `ImageRequest`; bad input raises `InvalidRequest` (field and fix per problem)."""
-    try:
-        # One validation of the whole request: the usual case, valid input, pays for no more.
-        return ImageRequest.model_validate(
-            {"gate_id": gate_id, "data": data, "model": model, "metadata": metadata or {}}
-        )
-    except ValidationError:
-        pass
-    # Invalid: the problems as always reported, the data's alone when the data is bad.
-    try:
-        return ImageRequest(
-            gate_id=gate_id,
-            data=data if isinstance(data, ImageData) else ImageData.model_validate(data),
-            model=model,
-            metadata=dict(metadata or {}),
-        )
-    except ValidationError as exc:
-        prefix = ("data",) if exc.title == "ImageData" else ()
-        raise InvalidRequest(problems_from(exc, prefix)) from None
 
 
 def _decode_base64(data: str) -> bytes:

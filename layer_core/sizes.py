@@ -12,8 +12,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from fractions import Fraction
+from typing import Literal, get_args
 
-from layer_core.schema import SIZES, Size
+#: The sizes a request may ask for (a model declares which of them it serves).
+Size = Literal[
+    "256x256", "512x512", "1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536"
+]
+SIZES: tuple[Size, ...] = get_args(Size)
 
 #: How far (relative) a delivered ratio may be from the requested one and still count as it:
 #: 1792x1024 is 7:4 (1.750), served as 16:9 (1.778), 1.6% apart.

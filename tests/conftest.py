@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from layer_core.dirs import isolated_environ
 from tests.ledger_backends import postgres_schema
 
 LAYER_ENV = (
@@ -25,8 +26,8 @@ LAYER_ENV = (
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for name in LAYER_ENV:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    for name, value in isolated_environ(tmp_path).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     return
 

@@ -258,6 +258,7 @@ def test_a_reservation_left_by_a_crashed_process_expires(ledger_url: str, tmp_pa
 def test_a_settlement_written_twice_counts_once(ledger_url: str) -> None:
     """A spooled settlement may be replayed after a partial write: its cost is added once."""
     from layer_core.ledger import LedgerRecord
+    from layer_core.ledger.spool import decode, encode
 
     budget = Budget(amount=Decimal(1), period="daily")
     layer = Layer({"ledger": ledger_url}, load_entry_points=False, environ={})
@@ -272,7 +273,7 @@ def test_a_settlement_written_twice_counts_once(ledger_url: str) -> None:
         status="ok", hold=hold,
     )  # fmt: skip
     store.write([record])
-    store.write([LedgerRecord.from_json(record.to_json())])  # as the spool replays it
+    store.write([decode(encode(record))])  # as the spool replays it
     state = store.budget_state("g", budget, now)
     held = store.held_reservations()
     layer.close()

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from PIL import Image
 from layer_core import Layer, run_batch
 from layer_core.cli import cli
 from layer_core.gallery import render_gallery, write_gallery
-from layer_core.output import latest_results
+from layer_core.output import ResultLine, latest_results
 
 CONFIG = {
     "ledger": False,
@@ -69,7 +68,7 @@ class Page(HTMLParser):
             self._total = None
 
 
-def make_folder(out: Path, prompts: list[str], *, count: int = 1) -> list[dict[str, Any]]:
+def make_folder(out: Path, prompts: list[str], *, count: int = 1) -> list[ResultLine]:
     layer = Layer(CONFIG)
     batch: list[Any] = [
         {"data": {"prompt": p, "size": "256x256", "count": count, "seed": i}}
@@ -108,7 +107,7 @@ def test_the_page_escapes_every_text_and_loads_nothing_from_a_network(tmp_path: 
         "cost": "0",
         "error": {"type": "AllAttemptsFailed", "message": "<script>x()</script>"},
     }
-    html = render_gallery([record, failed])
+    html = render_gallery([ResultLine.model_validate(record), ResultLine.model_validate(failed)])
     page = Page(html)
 
     assert page.scripts == 1  # only the page's own
@@ -137,9 +136,9 @@ def test_totals_add_up_every_line_of_results(tmp_path: Path) -> None:
         "cost": "$0.078",
         "latency": page.totals["latency"],
     }
-    assert page.totals_attrs["data-cost"] == str(sum(Decimal(r["cost"]) for r in lines))
+    assert page.totals_attrs["data-cost"] == str(sum(r.cost for r in lines))
     assert sorted(img["src"] or "" for img in page.images) == sorted(
-        name for r in lines for name in r["files"]
+        name for r in lines for name in r.files
     )
 
 
@@ -183,7 +182,7 @@ def test_the_gallery_shows_every_image_in_a_browser(tmp_path: Path) -> None:
 
     dom = Page(chromium(index, tmp_path / "profile-1", "--virtual-time-budget=10000", "--dump-dom"))
 
-    files = [name for r in lines for name in r["files"]]
+    files = [name for r in lines for name in r.files]
     assert len(files) == 11
     assert sorted(img["src"] or "" for img in dom.images) == sorted(files)
     assert [img["data-state"] for img in dom.images] == ["loaded"] * 11
@@ -191,7 +190,7 @@ def test_the_gallery_shows_every_image_in_a_browser(tmp_path: Path) -> None:
     assert dom.body["data-images-broken"] == "0"
     assert dom.totals["images"] == "11"
     assert dom.totals["requests"] == str(len(lines)) == "12"
-    total = sum(Decimal(r["cost"]) for r in lines)
+    total = sum(r.cost for r in lines)
     assert dom.totals["cost"] == f"${total}" == "$0.143"
 
     shot = tmp_path / "gallery.png"

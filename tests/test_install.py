@@ -369,7 +369,7 @@ def test_each_distribution_builds_with_complete_metadata(folder: Path, tmp_path:
     if folder == Path("."):
         assert plugins == {"local": "layer_core.builtin.local"}
         scripts = dist.entry_points.select(group="console_scripts")
-        assert {ep.name: ep.value for ep in scripts} == {"layer": "layer_core.cli:main"}
+        assert {ep.name: ep.value for ep in scripts} == {"layer": "layer_core.script:main"}
         from layer_core import __version__
 
         assert __version__ == version

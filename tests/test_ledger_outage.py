@@ -11,6 +11,8 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from layer_core import (
     Layer,
     LedgerUnavailable,
 )
+from layer_core.ledger import Ledger
+from layer_core.ledger.spool import decode, encode
 from layer_core.testing import fake_images
 from tests.helpers import layer_with, two_model_provider
 from tests.ledger_backends import LedgerHooks, PrivateCluster, run_worker
@@ -173,3 +177,47 @@ def test_killing_postgres_mid_run_returns_every_image_and_loses_no_record(
     assert state.spent == Decimal("0.01")  # the replayed record settled its reservation
     assert held == 0
     assert spooled_lines(tmp_path / "data") == []
+
+
+#: A spooled record as the version before typed spool lines wrote it: `+00:00` times, exact
+#: amounts as text, the hold it settles beside it.
+EARLIER_LINE = (
+    '{"id":"img_earlier","created":"2026-11-30T12:00:00+00:00","gate_id":"g",'
+    '"model_requested":"m","model_used":"m","provider":"acme","requested":1,"delivered":1,'
+    '"cost":"0.04","latency_ms":12.5,"status":"ok","error":null,"meta":{"team":"a"},'
+    '"attempts":[{"model":"m","provider":"acme","outcome":"ok","requested":1,"delivered":1,'
+    '"latency":12.5}],"prompt":null,"hold":{"id":"h1","gate_id":"g","period":"daily",'
+    '"period_start":"2026-11-30T00:00:00+00:00","amount":"0.04",'
+    '"expires":"2026-11-30T12:05:00+00:00","limit":"1.00","spent":"0","over":false}}'
+)
+
+
+def test_records_spooled_by_an_earlier_version_are_written_after_an_upgrade(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "123-earlier.jsonl").write_text(EARLIER_LINE + '\n{"id":"cut short\n')
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}", spool_dir=spool)
+    try:
+        (record,) = ledger.records()
+    finally:
+        ledger.close()
+    assert (record.id, record.cost, record.latency) == ("img_earlier", Decimal("0.04"), 12.5)
+    assert record.created == datetime(2026, 11, 30, 12, tzinfo=UTC)
+    assert record.metadata == {"team": "a"}
+    assert [a.latency for a in record.attempts] == [12.5]
+    assert list(spool.glob("*.jsonl")) == []  # replayed (the cut line skipped) and removed
+
+
+def test_a_spool_line_reads_back_as_the_record_it_was() -> None:
+    now = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    record = decode(EARLIER_LINE)
+    assert record.hold is not None
+    assert record.hold.amount == Decimal("0.04")
+    assert record.hold.period_start == datetime(2026, 11, 30, tzinfo=UTC)
+    assert decode(encode(record)) == record
+    again = replace(record, created=now, error="x", prompt="p", hold=None, attempts=())
+    assert decode(encode(again)) == again
+    with pytest.raises(ValueError, match="gate_id"):
+        decode('{"id": "no other field"}')

@@ -69,3 +69,15 @@ def test_the_built_in_default_gate_leaves_out_what_is_retired_today(
     layer = layer_with_a_retiring_model()
     assert layer.gates()["default"].pool == ("new",)
     layer.close()
+
+
+def test_layer_check_reads_a_pool_as_the_plan_does_each_model_once() -> None:
+    """A pool that names a model by id and by alias holds one model: one warning, one try."""
+    acme = ScriptedProvider("acme", [make_spec("old", "acme", deprecated=RETIRES, aliases=("o",))])
+    gates = {"g": {"model": "old", "fallback_models": ["o"]}}
+    config = {"ledger": False, "gates": gates}
+    with Layer(config, plugins=[plugin_for(acme)], load_entry_points=False) as layer:
+        findings = [f for f in check_layer(layer, today=date(2026, 12, 2)) if "gates.g]" in f[1]]
+        the_plan = layer.explain("g", {"prompt": "p"})
+    assert findings == [("warning", "[gates.g] old retires 2027-01-14")]
+    assert [c.id for c in the_plan.candidates] == ["old"]

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from layer_core import ImageOutput, ImageRequest, ImageResponse, InvalidRequest
-from layer_core.schema import parse_request
 from layer_core.testing import tiny_png
+from layer_core.validation import parse_request
 
 WIRE_REQUEST = {
     "gateId": "g",

@@ -20,7 +20,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from layer_core import GenerationCall, ImageOutput, ModelSpec, Provider, hookimpl
-from layer_core.schema import SIZES, Quality, Style
+from layer_core.schema import QUALITIES, SIZES, STYLES, Quality, Style
 from layer_core.sizes import parse_size
 
 if TYPE_CHECKING:
@@ -33,8 +33,8 @@ MODEL = ModelSpec(
     provider="local",
     display_name="Local placeholder (offline)",
     sizes=SIZES,
-    qualities=("standard", "hd"),
-    styles=("vivid", "natural"),
+    qualities=QUALITIES,
+    styles=STYLES,
     max_images_per_call=10,
     supports_seed=True,
     quality_score=0,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from layer_core.dirs import LEDGER_FILE, SPOOL_DIR, user_data_dir
 from layer_core.errors import LedgerUnavailable
 from layer_core.gates import Gate
 from layer_core.ledger.records import STATUSES, BudgetState, Hold, LedgerRecord, Status
@@ -63,14 +64,6 @@ _PG_PREFIXES = ("postgresql+psycopg://", "postgresql://", "postgres://")
 RESERVATION_MARGIN = 60.0
 
 
-def user_data_dir() -> Path:
-    """`$XDG_DATA_HOME/layer`, or `~/.local/share/layer`."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "share"
-    )
-    return Path(base) / "layer"
-
-
 def ledger_url(value: str | bool, environ: Mapping[str, str] | None = None) -> str | None:
     """The SQLAlchemy URL for a config's `ledger` value (and `LAYER_LEDGER_URL`), or None (off).
 
@@ -83,7 +76,7 @@ def ledger_url(value: str | bool, environ: Mapping[str, str] | None = None) -> s
     if value is True or not isinstance(value, str):
         raise ValueError('ledger must be "sqlite", "memory", a database URL, or false')
     if value == "sqlite":
-        return f"sqlite:///{user_data_dir() / 'ledger.sqlite'}"
+        return f"sqlite:///{user_data_dir() / LEDGER_FILE}"
     if value in ("memory", "sqlite://", "sqlite:///:memory:"):
         return MEMORY_URL
     if value.startswith("sqlite:///"):
@@ -224,7 +217,7 @@ class Ledger:
         spool = None
         if url != MEMORY_URL:
             digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-            spool = user_data_dir() / "spool" / digest
+            spool = user_data_dir() / SPOOL_DIR / digest
         return cls(url, notify=notify, spool_dir=spool)
 
     def __repr__(self) -> str:

@@ -1,12 +1,12 @@
 """What the ledger keeps: one `LedgerRecord` per request, and the budget `Hold` it settles.
 
 Plain data, no database code: records are built on the request's path (cheaply), written by the
-ledger's background writer, and turned into JSON lines when the database cannot take them.
+ledger's background writer, and spooled as JSON lines (see `spool`) when the database cannot take
+them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -114,46 +114,6 @@ class LedgerRecord:
             attempts=tuple(Attempt.model_validate(a) for a in row["attempts"] or ()),
             prompt=row["prompt"],
         )
-
-    def to_json(self) -> str:
-        """One spool line: the row, plus the hold it settles (exact decimals as strings)."""
-        data = self.row()
-        data["created"] = self.created.isoformat()
-        data["cost"] = str(self.cost)
-        if self.hold is not None:
-            hold = self.hold
-            data["hold"] = {
-                "id": hold.id,
-                "gate_id": hold.gate_id,
-                "period": hold.period,
-                "period_start": hold.period_start.isoformat(),
-                "amount": str(hold.amount),
-                "expires": hold.expires.isoformat(),
-                "limit": str(hold.limit),
-                "spent": str(hold.spent),
-                "over": hold.over,
-            }
-        return json.dumps(data, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, line: str) -> LedgerRecord:
-        data = json.loads(line)
-        data["created"] = datetime.fromisoformat(data["created"]).replace(tzinfo=None)
-        record = cls.from_row(data)
-        raw = data.get("hold")
-        if raw is not None:
-            record.hold = Hold(
-                id=raw["id"],
-                gate_id=raw["gate_id"],
-                period=raw["period"],
-                period_start=datetime.fromisoformat(raw["period_start"]),
-                amount=Decimal(raw["amount"]),
-                expires=datetime.fromisoformat(raw["expires"]),
-                limit=Decimal(raw["limit"]),
-                spent=Decimal(raw["spent"]),
-                over=raw["over"],
-            )
-        return record
 
 
 def naive_utc(moment: datetime) -> datetime:

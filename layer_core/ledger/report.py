@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from layer_core.money import money
+
 DIMENSIONS = ("gate", "model", "provider", "day", "status")
 """What `by` can group on, besides `meta.<key>` (a metadata key)."""
 
@@ -103,7 +105,7 @@ class CostReport:
         ]
         lines = [head, *(lines if self.by else [])]
         total = ["total", *[""] * (len(self.by) - 1)] if self.by else []
-        lines.append([*total, str(self.requests), str(self.images), _usd(self.total)])
+        lines.append([*total, str(self.requests), str(self.images), money(self.total)])
         widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
         text = [
             "  ".join(
@@ -151,9 +153,4 @@ def build_report(
 
 
 def _counts(row: CostRow) -> list[str]:
-    return [str(row.requests), str(row.images), _usd(row.cost)]
-
-
-def _usd(amount: Decimal) -> str:
-    """$0.04, $0: exact, without trailing zeros."""
-    return f"${amount.normalize():f}" if amount else "$0"
+    return [str(row.requests), str(row.images), money(row.cost)]

@@ -5,18 +5,35 @@ exclusive `flock` on it while it lives. A file nobody holds belongs to a process
 died with records unwritten: the next writer that finds it replays it into the database and
 removes it. Replay is safe to repeat: the database keeps a record at most once (by id).
 Without a directory (an in-memory ledger) the lines are kept in memory.
+
+A line is a `SpoolLine`: the record's row (the columns the database stores) plus the budget hold
+it settles, written and read back whole by one pydantic `TypeAdapter`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import IO
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    NotRequired,  # pydantic reads these before 3.12
+)
 
-from layer_core.ledger.records import LedgerRecord
+from typing_extensions import TypedDict
+
+from layer_core.ledger.records import Hold, LedgerRecord, Status, naive_utc
+from layer_core.schema import Attempt
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 try:
     import fcntl
@@ -26,6 +43,49 @@ except ImportError:  # pragma: no cover - not POSIX: no adoption of other proces
 log = logging.getLogger("layer.ledger")
 SUFFIX = ".jsonl"
 Write = Callable[[list[LedgerRecord]], None]
+
+
+class SpoolLine(TypedDict):
+    """One spooled record: `LedgerRecord.row()`'s columns, and the hold the record settles."""
+
+    id: str
+    created: datetime
+    gate_id: str
+    model_requested: str | None
+    model_used: str | None
+    provider: str | None
+    requested: int
+    delivered: int
+    cost: Decimal
+    latency_ms: float
+    status: Status
+    error: str | None
+    meta: dict[str, Any]
+    attempts: list[Attempt]
+    prompt: str | None
+    hold: NotRequired[Hold | None]
+
+
+@functools.cache  # built when a record is first spooled, not when a Layer is
+def _lines() -> TypeAdapter[SpoolLine]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(SpoolLine)
+
+
+def encode(record: LedgerRecord) -> str:
+    """The spool line of `record` (without its newline)."""
+    lines = _lines()
+    row = {**record.row(), "created": record.created, "attempts": record.attempts}
+    return lines.dump_json(lines.validate_python({**row, "hold": record.hold})).decode()
+
+
+def decode(text: str) -> LedgerRecord:
+    """The record a spool line holds; `ValueError` (pydantic's) for a line that is not one."""
+    line = _lines().validate_json(text)
+    record = LedgerRecord.from_row({**line, "created": naive_utc(line["created"])})
+    record.hold = line.get("hold")
+    return record
 
 
 def _lock(handle: IO[str]) -> bool:
@@ -49,7 +109,7 @@ class Spool:
         """records in this writer's own spool."""
 
     def add(self, records: list[LedgerRecord]) -> None:
-        lines = [record.to_json() + "\n" for record in records]
+        lines = [encode(record) + "\n" for record in records]
         if self.directory is None:
             self._memory.extend(lines)
         else:
@@ -153,8 +213,8 @@ def _parse(lines: list[str], where: str) -> Iterator[LedgerRecord]:
         if not line.strip():
             continue
         try:
-            yield LedgerRecord.from_json(line)
-        except (ValueError, KeyError, TypeError) as exc:  # a line cut short by a crash
+            yield decode(line)
+        except ValueError as exc:  # a line cut short by a crash
             log.warning("ledger: %s line %d is unreadable, skipped: %s", where, number, exc)
 
 

@@ -52,6 +52,7 @@ import pytest
 from pydantic import ValidationError
 
 from layer_core.catalog import ModelSpec
+from layer_core.dirs import isolated_environ
 from layer_core.errors import (
     AllAttemptsFailed,
     AuthenticationFailed,
@@ -312,8 +313,8 @@ class ProviderConformance:
         """No LAYER_* settings, user config or working-directory plugins.toml leak into a test."""
         for name in _LAYER_ENV:
             monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+        for name, value in isolated_environ(tmp_path).items():
+            monkeypatch.setenv(name, value)
         monkeypatch.chdir(tmp_path)
 
     @pytest.fixture

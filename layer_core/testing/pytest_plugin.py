@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from layer_core.dirs import isolated_environ
 from layer_core.layer import Layer
 from layer_core.plugins import ENTRY_POINT_GROUP, discovered_entry_points
 from layer_core.provider import Provider
@@ -57,12 +58,13 @@ def layer_factory() -> Iterator[Callable[..., Layer]]:
 @pytest.fixture
 def layer_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Run the test in an empty folder with no LAYER_* or *_API_KEY/_TOKEN variables set and
-    no user config (XDG dirs under tmp_path), so only what the test configures counts."""
+    no user config or data (the user dirs under tmp_path), so only what the test configures
+    counts."""
     for name in list(os.environ):
         if name.startswith("LAYER_") or name.endswith(("_API_KEY", "_API_TOKEN")):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    for name, value in isolated_environ(tmp_path).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
