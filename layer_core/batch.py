@@ -244,7 +244,7 @@ def iterate_on(loop: asyncio.AbstractEventLoop, results: AsyncIterator[T]) -> It
     An interrupt while waiting (Ctrl-C) cancels the step in flight (see `run_on`), and closing
     the iterator closes the async one there, so nothing keeps running on the loop afterwards.
     """
-    from layer_core.layer import run_on
+    from layer_core.bridge import run_on
 
     done = object()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -13,6 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import layer_core.catalog
+from layer_core.bridge import LoopThread
 from layer_core.catalog import Catalog, ModelSpec
 from layer_core.config import ConfigSource, LayerConfig, load_config, provider_settings
 from layer_core.errors import (
@@ -45,8 +45,6 @@ from layer_core.schema import (
 from layer_core.shipped import SHIPPED_MODELS, shipped_names, shipped_plugin
 
 if TYPE_CHECKING:
-    from asyncio import AbstractEventLoop, Task
-
     from layer_core.batch import BatchInput, BatchResult
     from layer_core.ledger.report import CostReport, When
 
@@ -108,7 +106,7 @@ class Layer:
             self._gates[DEFAULT_GATE], self._left_out[DEFAULT_GATE] = self._builtin_default_gate()
         self._rotation: dict[str, int] = {}
         self._states: dict[str, ProviderState] = {}
-        self._runner: _LoopThread | None = None
+        self._runner: LoopThread | None = None
         self._closed = False
         self._ledger = self._open_ledger(environ)
 
@@ -577,7 +575,7 @@ class Layer:
 
         batch = self.aimage_batch(requests, concurrency=concurrency, ordered=ordered)
         if self._runner is None:
-            self._runner = _LoopThread()
+            self._runner = LoopThread()
         return iterate_on(self._runner.loop, batch)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -585,7 +583,7 @@ class Layer:
             coro.close()
             raise _closed_error()
         if self._runner is None:
-            self._runner = _LoopThread()
+            self._runner = LoopThread()
         return self._runner.run(coro)
 
     # --- spend -------------------------------------------------------------------------------
@@ -685,84 +683,3 @@ def _build_catalog(specs: list[ModelSpec], host: PluginHost) -> Catalog:
                 if info.name == plugin:
                     info.error = f"{info.error + '; ' if info.error else ''}{exc}"
     return catalog
-
-
-class _LoopThread:
-    """A private event loop on a daemon thread, so sync calls work even inside a running loop."""
-
-    def __init__(self) -> None:
-        import asyncio
-
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="layer-sync", daemon=True
-        )
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return run_on(self.loop, coro)
-
-    def stop(self) -> None:
-        """Cancel what still runs on the loop (a call given up on: its clean-up, such as the
-        ledger record, runs now rather than never), then stop the loop and its thread."""
-        self.run(_cancel_the_rest())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
-
-
-async def _cancel_the_rest() -> None:
-    import asyncio
-
-    rest = asyncio.all_tasks() - {asyncio.current_task()}
-    for task in rest:
-        task.cancel()
-    if rest:
-        await asyncio.wait(rest, timeout=CANCEL_GRACE)
-
-
-#: Seconds a sync call waits, after an interrupt, for the coroutine it cancelled to finish.
-CANCEL_GRACE = 60.0
-
-
-def run_on(loop: AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on `loop` (another thread's) and wait for its result.
-
-    An exception while waiting (Ctrl-C) cancels the coroutine and waits, up to `CANCEL_GRACE`
-    seconds, until it has finished before propagating: its cleanup (the ledger record of a
-    cancelled request, a batch's results file) runs now, while the loop runs, instead of never
-    or at interpreter exit. A second interrupt stops the waiting.
-    """
-    finished = threading.Event()
-    tasks: list[Task[T]] = []
-
-    def start() -> None:
-        task = loop.create_task(coro)
-        task.add_done_callback(lambda _: finished.set())
-        tasks.append(task)
-
-    def cancel() -> None:  # callbacks run in order: a `start` scheduled has run by now
-        if tasks:
-            tasks[0].cancel()
-        else:  # the interrupt came before `start` was scheduled: nothing ran
-            coro.close()
-            finished.set()
-
-    try:
-        loop.call_soon_threadsafe(start)
-        _wait(finished)
-    except BaseException:
-        loop.call_soon_threadsafe(cancel)
-        _wait(finished, CANCEL_GRACE)
-        raise
-    return tasks[0].result()
-
-
-def _wait(event: threading.Event, timeout: float | None = None) -> None:
-    """`event.wait()` in slices of a tenth of a second: CPython runs signal handlers between
-    bytecodes, so a Ctrl-C landing just as a lock wait begins is seen when the slice ends,
-    instead of when the whole wait does."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not event.wait(0.1):
-        if deadline is not None and time.monotonic() >= deadline:
-            return
