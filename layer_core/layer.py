@@ -23,13 +23,12 @@ from layer_core.errors import (
     LayerClosed,
     LedgerUnavailable,
     NoEligibleModel,
-    OverrideNotAllowed,
     PluginRegistrationError,
     UnknownModel,
     did_you_mean,
 )
 from layer_core.execution import Executor
-from layer_core.gates import OVERRIDE_FIELDS, Gate
+from layer_core.gates import Gate
 from layer_core.ledger import Hold, Ledger, LedgerRecord, Status, ledger_url, reservation_ttl
 from layer_core.plugins import PluginHost, PluginInfo, allow_list_from_env, build_host
 from layer_core.policy import Plan, ProviderState, Rejection, money, plan
@@ -247,27 +246,16 @@ class Layer:
         gate = self._gates.get(request.gate_id)
         if gate is None:
             raise GateNotFound(request.gate_id, list(self._gates))
-        self._check_overrides(request, gate)
+        self._check_model(request)
+        gate.check_overrides(request, self._catalog)
         return request, gate
 
-    def _check_overrides(self, request: ImageRequest, gate: Gate) -> None:
-        if request.model is not None:
-            spec = self._catalog.resolve(request.model)
-            if spec is None:
-                why = self._why_absent(request.model) or ""
-                raise UnknownModel(request.model, self._catalog.names(), why=why)
-            primary = self._catalog.resolve(gate.model) if gate.model else None
-            if spec is not primary and not gate.allows_override("model"):
-                raise OverrideNotAllowed(
-                    gate.id, "model", f"it routes {', '.join(gate.pool)}; asked for {spec.id}"
-                )
-        for field in OVERRIDE_FIELDS[1:]:
-            pinned = getattr(gate.defaults, field)
-            asked = getattr(request.data, field)
-            if pinned and asked and asked != pinned and not gate.allows_override(field):
-                raise OverrideNotAllowed(
-                    gate.id, f"data.{field}", f"it pins {pinned}; asked for {asked}"
-                )
+    def _check_model(self, request: ImageRequest) -> None:
+        """A model the request names is in the catalogue, else `UnknownModel` (saying why, for
+        a model of a shipped plugin that is not loaded)."""
+        if request.model is not None and self._catalog.resolve(request.model) is None:
+            why = self._why_absent(request.model) or ""
+            raise UnknownModel(request.model, self._catalog.names(), why=why)
 
     def _state(self, gate: Gate, now: datetime, *, advance: bool) -> ProviderState:
         rotation = self._rotation.get(gate.id, 0)
