@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import layer_core.catalog
 from layer_core.bridge import LoopThread
+from layer_core.budget_guard import BudgetGuard, new_id
 from layer_core.catalog import Catalog, ModelSpec
 from layer_core.config import ConfigSource, LayerConfig, load_config, provider_settings
 from layer_core.errors import (
-    AllAttemptsFailed,
-    BudgetExceeded,
     ConfigError,
     GateNotFound,
     LayerClosed,
@@ -27,16 +24,14 @@ from layer_core.errors import (
     UnknownModel,
     did_you_mean,
 )
-from layer_core.execution import Executor
+from layer_core.execution import Executor, Outcome
 from layer_core.gates import Gate
-from layer_core.ledger import Hold, Ledger, LedgerRecord, Status, ledger_url, reservation_ttl
+from layer_core.ledger import Hold, Ledger, ledger_url
 from layer_core.plugins import PluginHost, PluginInfo, allow_list_from_env, build_host
-from layer_core.policy import Plan, ProviderState, Rejection, money, plan
+from layer_core.policy import Plan, ProviderState, Rejection, plan
 from layer_core.provider import Provider
 from layer_core.schema import (
-    Attempt,
     ImageData,
-    ImageOutput,
     ImageRequest,
     ImageResponse,
     parse_request,
@@ -51,8 +46,6 @@ log = logging.getLogger("layer")
 T = TypeVar("T")
 
 DEFAULT_GATE = "default"
-#: Tries to reserve a budget when other requests keep taking what is left in between.
-RESERVE_TRIES = 8
 
 
 class Layer:
@@ -108,6 +101,16 @@ class Layer:
         self._runner: LoopThread | None = None
         self._closed = False
         self._ledger = self._open_ledger(environ)
+        self._guard = (
+            None
+            if self._ledger is None
+            else BudgetGuard(
+                self._ledger,
+                self._catalog,
+                self._host.notify,
+                store_prompts=self.config.store_prompts,
+            )
+        )
 
     def _open_ledger(self, environ: Mapping[str, str] | None) -> Ledger | None:
         try:
@@ -285,13 +288,9 @@ class Layer:
         request, gate = self._prepare(gate_id, data or {}, model, metadata)
         now = datetime.now(UTC)
         state = self._state(gate, now, advance=False)
-        budget = gate.budget
-        if self._ledger is not None and budget is not None and budget.enforcement == "block":
-            try:
-                left = self._ledger.budget_state(gate, now).left
-            except LedgerUnavailable as exc:
-                log.warning("%s; the plan does not account for the budget", exc)
-            else:
+        if self._guard is not None:
+            left = self._guard.budget_left(gate, now)
+            if left is not None:
                 state = replace(state, budget_left=left)
         result = self._plan(request, gate, state)
         self._host.notify("on_plan", request=request, plan=result)
@@ -321,44 +320,56 @@ class Layer:
         notify("on_request", request=request, gate=gate)
         now = datetime.now(UTC)
         state = self._state(gate, now, advance=True)
-        first_plan = the_plan = self._plan(request, gate, state)
-        ledger = self._ledger
+        first_plan = self._plan(request, gate, state)
+        guard = self._guard
+        the_plan = first_plan
         hold: Hold | None = None
         notes: list[str] = []
         executor: Executor | None = None
         try:
-            if ledger is not None and gate.budget is not None and the_plan.candidates:
-                the_plan, hold, notes = await self._reserve(
-                    request, gate, state, first_plan, now, ledger
-                )
+            if guard is not None and gate.budget is not None and first_plan.candidates:
+                the_plan, hold, notes = await guard.reserve(request, gate, state, first_plan, now)
             notify("on_plan", request=request, plan=the_plan)
-            if not the_plan.candidates:
-                raise NoEligibleModel(gate.id, the_plan.rejected)
-            executor = Executor(
-                request=request,
-                gate=gate,
-                plan=the_plan,
-                providers=self._host.providers,
-                notify=notify,
-                secrets=self._secrets,
-            )
+            executor = self._executor(request, gate, the_plan)
             outcome = await executor.run()
         except BaseException as exc:
-            if ledger is not None:
-                record = self._failure_record(
-                    exc, request, first_plan, now, started, hold, executor
-                )
-                if hold is not None and isinstance(exc, Exception):
-                    await ledger.settle(record)
-                else:  # nothing held, or cancelled: the writer settles it
-                    ledger.record(record)
+            if guard is not None:
+                await guard.record_failure(exc, request, first_plan, now, started, hold, executor)
             raise
+        response = self._respond(request, gate, outcome, notes, started)
+        if guard is not None:
+            await guard.record_success(response, request, first_plan, now, hold)
+        notify("on_response", request=request, response=response)
+        return response
+
+    def _executor(self, request: ImageRequest, gate: Gate, the_plan: Plan) -> Executor:
+        """The executor of a plan, which has a candidate (else `NoEligibleModel`)."""
+        if not the_plan.candidates:
+            raise NoEligibleModel(gate.id, the_plan.rejected)
+        return Executor(
+            request=request,
+            gate=gate,
+            plan=the_plan,
+            providers=self._host.providers,
+            notify=self._host.notify,
+            secrets=self._secrets,
+        )
+
+    def _respond(
+        self,
+        request: ImageRequest,
+        gate: Gate,
+        outcome: Outcome,
+        notes: list[str],
+        started: float,
+    ) -> ImageResponse:
+        """The response to a request served, with the notes of its budget and gate."""
         first = outcome.images[0]
         left_out = self._left_out.get(gate.id)
         if left_out and all(self._catalog[image.model].placeholder for image in outcome.images):
             notes.append(left_out_warning(left_out))  # why a placeholder served, not them
-        response = ImageResponse(
-            id=_new_id(),
+        return ImageResponse(
+            id=new_id(),
             model=first.model,
             images=outcome.images,
             cost_exact=outcome.cost,
@@ -368,156 +379,6 @@ class Layer:
             attempts=outcome.attempts,
             warnings=[*outcome.warnings, *notes] if notes else outcome.warnings,
             metadata=request.metadata,
-        )
-        if ledger is not None:
-            record = self._record(
-                response.id,
-                request,
-                first_plan,
-                now,
-                response.latency,
-                "ok",
-                response.images,
-                response.attempts,
-                hold=hold,
-            )
-            if hold is None:
-                ledger.record(record)
-            else:
-                await ledger.settle(record)
-        notify("on_response", request=request, response=response)
-        return response
-
-    async def _reserve(
-        self,
-        request: ImageRequest,
-        gate: Gate,
-        state: ProviderState,
-        first: Plan,
-        now: datetime,
-        ledger: Ledger,
-    ) -> tuple[Plan, Hold | None, list[str]]:
-        """Hold the plan's worst-case cost against the gate's budget, atomically.
-
-        The policy decides what fits (`ProviderState.budget_left`); the ledger makes the hold
-        only if it still fits when taken. When another request took the room in between, the
-        plan is made again with what is left, until a hold is made or nothing fits.
-        """
-        budget = gate.budget
-        assert budget is not None
-        the_plan = first
-        ttl = reservation_ttl(gate, first.candidates)
-        least = min(c.estimated_cost for c in first.candidates)
-        for _ in range(RESERVE_TRIES):
-            estimate = max(c.estimated_cost for c in the_plan.candidates)
-            try:
-                result = await ledger.reserve(gate, now, estimate, ttl)
-            except LedgerUnavailable as exc:
-                if budget.enforcement == "block":
-                    raise
-                return the_plan, None, [f"gate {gate.id!r}: budget not checked: {exc}"]
-            if isinstance(result, Hold):
-                if not result.over:
-                    return the_plan, result, []
-                self._budget_alert(request, gate, result.spent, estimate, blocked=False)
-                note = (
-                    f"gate {gate.id!r}: over its {budget.period} budget of {money(budget.amount)}"
-                    f" (spent {money(result.spent)}, this request ~{money(estimate)});"
-                    " enforcement is alert_only, so it was served"
-                )
-                return the_plan, result, [note]
-            refusal = result
-            the_plan = plan(request, gate, self._catalog, replace(state, budget_left=result.left))
-            if not the_plan.candidates:
-                break
-        self._host.notify("on_plan", request=request, plan=the_plan)
-        self._budget_alert(request, gate, refusal.spent, least, blocked=True)
-        raise BudgetExceeded(
-            gate.id, budget.amount, refusal.spent, least, refusal.resets_at.isoformat()
-        )
-
-    def _budget_alert(
-        self, request: ImageRequest, gate: Gate, spent: Decimal, estimate: Decimal, *, blocked: bool
-    ) -> None:
-        self._host.notify(
-            "on_budget_alert",
-            request=request,
-            gate=gate,
-            spent=spent,
-            estimate=estimate,
-            blocked=blocked,
-        )
-
-    def _record(
-        self,
-        record_id: str,
-        request: ImageRequest,
-        first_plan: Plan,
-        now: datetime,
-        latency: float,
-        status: Status,
-        images: Sequence[ImageOutput],
-        attempts: Sequence[Attempt],
-        *,
-        error: str | None = None,
-        hold: Hold | None = None,
-    ) -> LedgerRecord:
-        """The ledger's record of one request (prompt only if the config opts in)."""
-        served = images[0] if images else None
-        asked = request.model or (first_plan.candidates[0].id if first_plan.candidates else None)
-        return LedgerRecord(
-            id=record_id,
-            created=now,
-            gate_id=request.gate_id,
-            model_requested=asked,
-            model_used=served.model if served else None,
-            provider=served.provider if served else None,
-            requested=request.data.count,
-            delivered=len(images),
-            cost=sum((image.cost_exact for image in images), Decimal(0)),
-            latency=latency,
-            status=status,
-            error=error,
-            metadata=request.metadata,
-            attempts=attempts,
-            prompt=request.data.prompt if self.config.store_prompts else None,
-            hold=hold,
-        )
-
-    def _failure_record(
-        self,
-        exc: BaseException,
-        request: ImageRequest,
-        first_plan: Plan,
-        now: datetime,
-        started: float,
-        hold: Hold | None,
-        executor: Executor | None = None,
-    ) -> LedgerRecord:
-        """A failed request: what it was paid for (images delivered before the end), and why.
-
-        A cancelled request (Ctrl-C) is recorded with the images its calls had delivered.
-        """
-        images: Sequence[ImageOutput] = ()
-        attempts: Sequence[Attempt] = ()
-        if isinstance(exc, AllAttemptsFailed):
-            images, attempts = exc.images, exc.attempts
-        elif executor is not None:
-            delivered = executor.delivered
-            images = [delivered[slot] for slot in sorted(delivered)]
-            attempts = executor.outcome.attempts
-        status: Status = "rejected-by-budget" if isinstance(exc, BudgetExceeded) else "failed"
-        return self._record(
-            _new_id(),
-            request,
-            first_plan,
-            now,
-            (time.perf_counter() - started) * 1000,
-            status,
-            images,
-            attempts,
-            error=type(exc).__name__,
-            hold=hold,
         )
 
     def image(
@@ -651,12 +512,6 @@ def left_out_warning(left_out: Sequence[Rejection]) -> str:
 
 def _closed_error() -> LayerClosed:
     return LayerClosed("this Layer is closed (close() was called); make a new Layer() for more")
-
-
-def _new_id() -> str:
-    """A response or record id: `img_` and 32 random hex digits (opaque, as uuid4().hex was, and
-    without building a UUID object on every request)."""
-    return f"img_{os.urandom(16).hex()}"
 
 
 def _build_catalog(specs: list[ModelSpec], host: PluginHost) -> Catalog:
