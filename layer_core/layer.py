@@ -9,34 +9,34 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import layer_core.catalog
 from layer_core.bridge import LoopThread
 from layer_core.budget_guard import BudgetGuard, new_id
 from layer_core.catalog import Catalog, ModelSpec
-from layer_core.config import ConfigSource, LayerConfig, load_config, provider_settings
+from layer_core.config import ConfigSource, LayerConfig, load_config
 from layer_core.errors import (
     ConfigError,
     GateNotFound,
     LayerClosed,
     LedgerUnavailable,
     NoEligibleModel,
-    PluginRegistrationError,
-    UnknownModel,
-    did_you_mean,
 )
 from layer_core.execution import Executor, Outcome
 from layer_core.gates import Gate
 from layer_core.ledger import Hold, Ledger, ledger_url
-from layer_core.plugins import PluginHost, PluginInfo, allow_list_from_env, build_host
+from layer_core.plugins import PluginHost, PluginInfo
 from layer_core.policy import Plan, ProviderState, Rejection, plan
 from layer_core.provider import Provider
+from layer_core.registry import (
+    DEFAULT_GATE,
+    ProviderRegistry,
+    left_out_warning as left_out_warning,  # where cli, checks read it
+)
 from layer_core.schema import (
     ImageData,
     ImageRequest,
     ImageResponse,
     parse_request,
 )
-from layer_core.shipped import SHIPPED_MODELS, shipped_names, shipped_plugin
 
 if TYPE_CHECKING:
     from layer_core.batch import BatchInput, BatchResult
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("layer")
 T = TypeVar("T")
-
-DEFAULT_GATE = "default"
 
 
 class Layer:
@@ -65,37 +63,12 @@ class Layer:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config: LayerConfig = load_config(config)
-        allow, allow_source = allow_list_from_env(), "LAYER_PLUGINS"
-        if allow is None:
-            allow, allow_source = self.config.load, f"[plugins] load of {self.config.source}"
-        self._host: PluginHost = build_host(
-            allow=allow, allow_source=allow_source, extra=plugins, entry_points=load_entry_points
+        registry = ProviderRegistry(
+            self.config, plugins=plugins, load_entry_points=load_entry_points, environ=environ
         )
-        self._secrets: list[str] = []
-        self._unavailable: dict[str, str] = {}
-        specs: list[ModelSpec] = []
-        for name, provider in list(self._host.providers.items()):
-            table = self.config.plugin_settings.get(name, {})
-            settings = provider_settings(
-                provider, table, source=self.config.source, environ=environ
-            )
-            if settings.api_key is not None:
-                self._secrets.append(settings.api_key.get_secret_value())
-            try:
-                provider.configure(settings)
-                specs.extend(self._provider_models(name, provider, settings.prices))
-            except Exception as exc:  # noqa: BLE001 - one provider's bug never stops the rest
-                self._host.drop_provider(name, f"{type(exc).__name__}: {exc}")
-        self._catalog = _build_catalog(specs, self._host)
-        for name, provider in self._host.providers.items():
-            ok, why = provider.available()
-            if not ok:
-                self._unavailable[name] = why or "not available"
-        self._check_gate_models()
-        self._gates: dict[str, Gate] = dict(self.config.gates)
-        self._left_out: dict[str, tuple[Rejection, ...]] = {}
-        if DEFAULT_GATE not in self._gates:
-            self._gates[DEFAULT_GATE], self._left_out[DEFAULT_GATE] = self._builtin_default_gate()
+        self._registry = registry
+        self._host: PluginHost = registry.host
+        self._catalog: Catalog = registry.catalog
         self._rotation: dict[str, int] = {}
         self._states: dict[str, ProviderState] = {}
         self._runner: LoopThread | None = None
@@ -123,80 +96,6 @@ class Layer:
 
     # --- catalogue, gates, plugins -------------------------------------------------------
 
-    def _provider_models(
-        self, name: str, provider: Provider, prices: Mapping[str, Mapping[str, Any]]
-    ) -> list[ModelSpec]:
-        specs = []
-        for spec in provider.models():
-            if not isinstance(spec, ModelSpec) or spec.provider != name:
-                raise PluginRegistrationError(
-                    self._host.provider_plugin.get(name, name),
-                    f"provider {name!r} declared {spec!r}: not a ModelSpec of provider {name!r}",
-                )
-            override = prices.get(spec.id)
-            specs.append(spec.with_prices(override) if override else spec)
-        return specs
-
-    def _check_gate_models(self) -> None:
-        """Every model a configured gate names is in the catalogue, or is a model of a shipped
-        plugin that is not loaded here (the plan says which plugin, and why it is not loaded).
-        Any other name is a `ConfigError` with the closest known name: a typo never leaves a
-        gate to fall silently to the models that remain. A name close to none is let through
-        only while some plugin that did not load could declare it."""
-        catalog = self._catalog
-        known = [*catalog.names(), *shipped_names()]
-        unseen = [
-            i.name for i in self._host.plugins if i.status != "ok" and i.name not in SHIPPED_MODELS
-        ]
-        problems = []
-        for gate in self.config.gates.values():
-            named = [("model", gate.model)] if gate.model else []
-            named += [("fallback_models", name) for name in gate.fallback_models]
-            for field, name in named:
-                if name in catalog or name in catalog.absent:
-                    continue
-                why = self._why_absent(name)
-                hint = did_you_mean(name, known)
-                if why is None and not hint and unseen:
-                    why = f"no loaded plugin declares it ({', '.join(unseen)} did not load)"
-                if why is not None:
-                    catalog.absent[name] = why
-                    continue
-                problems.append(
-                    f"{self.config.source}: [gates.{gate.id}] {field}: unknown model {name!r}; "
-                    + (hint or "no installed plugin declares it (`layer models` lists the models)")
-                )
-        if problems:
-            raise ConfigError("\n".join(problems))
-
-    def _why_absent(self, name: str) -> str | None:
-        """Why a model of a shipped plugin is not in the catalogue; None for any other name."""
-        plugin = shipped_plugin(name)
-        return None if plugin is None else self._host.why_not_loaded(plugin)
-
-    def _builtin_default_gate(self) -> tuple[Gate, tuple[Rejection, ...]]:
-        """The `default` gate when the config has none, and the models it leaves out (retired
-        ones: an app that wants them names them in a gate of its own)."""
-        today = layer_core.catalog.today()
-        pool: list[str] = []
-        left_out: list[Rejection] = []
-        for s in self._catalog.values():
-            if s.deprecated is not None and s.retired(today):
-                retired = layer_core.catalog.retirement(s.deprecated, today)
-                left_out.append(Rejection(s.id, f"{s.id}: {retired}"))
-            else:
-                pool.append(s.id)
-        description = "built in: every installed model, best quality first, placeholders last"
-        if left_out:
-            description += f"; {left_out_warning(left_out)}"
-        gate = Gate(
-            id=DEFAULT_GATE,
-            description=description,
-            fallback_models=tuple(pool) or ("local",),
-            routing_strategy="quality",
-        )
-        return gate, tuple(left_out)
-
     def left_out(self, gate_id: str = DEFAULT_GATE) -> list[Rejection]:
         """The models of the catalogue a built-in gate leaves out of its pool, each with why.
 
@@ -204,12 +103,12 @@ class Layer:
         those past their retirement date. A gate of the config never does (its pool is what it
         names), so this is empty for it. They also appear in the gate's plans as rejections.
         """
-        return list(self._left_out.get(gate_id, ()))
+        return list(self._registry.left_out.get(gate_id, ()))
 
     def _plan(self, request: ImageRequest, gate: Gate, state: ProviderState) -> Plan:
         """The policy's plan, with what a built-in gate left out listed among the rejected."""
         result = plan(request, gate, self._catalog, state)
-        left_out = self._left_out.get(gate.id)
+        left_out = self._registry.left_out.get(gate.id)
         return replace(result, rejected=result.rejected + left_out) if left_out else result
 
     def models(self) -> list[ModelSpec]:
@@ -222,7 +121,7 @@ class Layer:
 
     def gates(self) -> dict[str, Gate]:
         """The configured gates by id (including the built-in `default` when none is configured)."""
-        return dict(self._gates)
+        return dict(self._registry.gates)
 
     def plugins(self) -> list[PluginInfo]:
         """Every plugin seen: loaded, failed (with the reason) or disabled."""
@@ -234,7 +133,7 @@ class Layer:
 
     def unavailable(self) -> dict[str, str]:
         """Providers that cannot be called now, and why (e.g. a key that is not set)."""
-        return dict(self._unavailable)
+        return dict(self._registry.unavailable)
 
     # --- planning --------------------------------------------------------------------------
 
@@ -246,19 +145,13 @@ class Layer:
         metadata: Mapping[str, Any] | None,
     ) -> tuple[ImageRequest, Gate]:
         request = parse_request(gate_id, data, model, metadata)
-        gate = self._gates.get(request.gate_id)
+        gate = self._registry.gates.get(request.gate_id)
         if gate is None:
-            raise GateNotFound(request.gate_id, list(self._gates))
-        self._check_model(request)
+            raise GateNotFound(request.gate_id, list(self._registry.gates))
+        if request.model is not None:
+            self._registry.check_known(request.model)
         gate.check_overrides(request, self._catalog)
         return request, gate
-
-    def _check_model(self, request: ImageRequest) -> None:
-        """A model the request names is in the catalogue, else `UnknownModel` (saying why, for
-        a model of a shipped plugin that is not loaded)."""
-        if request.model is not None and self._catalog.resolve(request.model) is None:
-            why = self._why_absent(request.model) or ""
-            raise UnknownModel(request.model, self._catalog.names(), why=why)
 
     def _state(self, gate: Gate, now: datetime, *, advance: bool) -> ProviderState:
         rotation = self._rotation.get(gate.id, 0)
@@ -269,7 +162,9 @@ class Layer:
         # per request by `_reserve`), so one is kept per gate rather than built per request.
         state = self._states.get(gate.id)
         if state is None or state.today != today or state.rotation != rotation:
-            state = ProviderState(unavailable=self._unavailable, today=today, rotation=rotation)
+            state = ProviderState(
+                unavailable=self._registry.unavailable, today=today, rotation=rotation
+            )
             self._states[gate.id] = state
         return state
 
@@ -352,7 +247,7 @@ class Layer:
             plan=the_plan,
             providers=self._host.providers,
             notify=self._host.notify,
-            secrets=self._secrets,
+            secrets=self._registry.secrets,
         )
 
     def _respond(
@@ -365,7 +260,7 @@ class Layer:
     ) -> ImageResponse:
         """The response to a request served, with the notes of its budget and gate."""
         first = outcome.images[0]
-        left_out = self._left_out.get(gate.id)
+        left_out = self._registry.left_out.get(gate.id)
         if left_out and all(self._catalog[image.model].placeholder for image in outcome.images):
             notes.append(left_out_warning(left_out))  # why a placeholder served, not them
         return ImageResponse(
@@ -501,28 +396,9 @@ class Layer:
     def __repr__(self) -> str:
         return (
             f"<Layer config={self.config.source!r} providers={sorted(self._host.providers)} "
-            f"gates={sorted(self._gates)}>"
+            f"gates={sorted(self._registry.gates)}>"
         )
-
-
-def left_out_warning(left_out: Sequence[Rejection]) -> str:
-    """One line naming the models the built-in default gate left out, and why."""
-    return "left out of the built-in default gate: " + "; ".join(r.reason for r in left_out)
 
 
 def _closed_error() -> LayerClosed:
     return LayerClosed("this Layer is closed (close() was called); make a new Layer() for more")
-
-
-def _build_catalog(specs: list[ModelSpec], host: PluginHost) -> Catalog:
-    catalog = Catalog()
-    for spec in specs:
-        try:
-            catalog.add(spec)
-        except ValueError as exc:
-            plugin = host.provider_plugin.get(spec.provider, spec.provider)
-            log.warning("plugin %s: %s; model skipped", plugin, exc)
-            for info in host.plugins:
-                if info.name == plugin:
-                    info.error = f"{info.error + '; ' if info.error else ''}{exc}"
-    return catalog
