@@ -144,6 +144,7 @@ class Layer:
         model: str | None,
         metadata: Mapping[str, Any] | None,
     ) -> tuple[ImageRequest, Gate]:
+        """Validate a request, find its gate, and check what it asks against the gate's rules."""
         request = parse_request(gate_id, data, model, metadata)
         gate = self._registry.gates.get(request.gate_id)
         if gate is None:
@@ -159,7 +160,7 @@ class Layer:
             self._rotation[gate.id] = rotation + 1
         today = now.date()
         # The state only changes with the date and the gate's rotation (the budget left is read
-        # per request by `_reserve`), so one is kept per gate rather than built per request.
+        # per request by `BudgetGuard.reserve`), so one is kept per gate, not built per request.
         state = self._states.get(gate.id)
         if state is None or state.today != today or state.rotation != rotation:
             state = ProviderState(
