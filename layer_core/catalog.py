@@ -206,3 +206,19 @@ class Catalog(Mapping[str, ModelSpec]):
 
     def __repr__(self) -> str:
         return f"Catalog({list(self._by_id)})"
+
+
+class Rejection(NamedTuple):
+    """A model of a pool that will not be tried, and why (the reason starts with its id).
+
+    Made by the policy (`layer_core.policy`, which re-exports it); kept here, below the errors
+    that carry it, so that no import goes in a circle.
+    """
+
+    model: str
+    reason: str
+
+    @property
+    def warning(self) -> str:
+        """As a response's warning: "dall-e-3 skipped: size 512x512 not supported (...)"."""
+        return f"{self.model} skipped: {self.reason.removeprefix(f'{self.model}: ')}"

@@ -427,7 +427,7 @@ def batch(
         seen: list[BatchSummary] = []
         try:
             with layer:  # on the layer's own loop: the main thread only waits, so Ctrl-C
-                # cancels the batch where it awaits (see `layer_core.layer.run_on`)
+                # cancels the batch where it awaits (see `layer_core.bridge.run_on`)
                 summary = layer._run(_run_batch(layer, requests, out, concurrency, seen))
         except Interrupted:
             if seen and seen[-1].state != "finished":

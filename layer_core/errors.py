@@ -15,7 +15,7 @@ from layer_core.money import money, total_cost
 from layer_core.schema import ERROR_KINDS as ERROR_KINDS, ErrorKind as ErrorKind
 
 if TYPE_CHECKING:
-    from layer_core.policy import Rejection
+    from layer_core.catalog import Rejection
     from layer_core.schema import Attempt, ImageOutput
 
 

@@ -65,6 +65,50 @@ def _encoded(image: ImageOutput) -> str | None:
     return None
 
 
+def _provider_error(exc: Exception, timeout: float) -> ProviderError:
+    """What a provider's call raised, as a `ProviderError`: the gate's timeout, the provider's
+    own error, or an SDK error the provider let escape."""
+    if isinstance(exc, TimeoutError):
+        return ProviderTimeout(f"no answer within the gate's timeout of {timeout:g}s")
+    if isinstance(exc, ProviderError):
+        return exc
+    return ProviderUnavailable(f"unmapped {type(exc).__name__} from the provider: {exc}")
+
+
+def _attempt(
+    candidate: Candidate,
+    call: GenerationCall,
+    images: list[ImageOutput],
+    latency: float,
+    retry: int,
+    error: ProviderError | None = None,
+) -> Attempt:
+    """The record of one try of `call` on `candidate`."""
+    spec = candidate.model
+    if error is None:
+        return Attempt(
+            model=spec.id,
+            provider=spec.provider,
+            outcome="ok",
+            requested=call.n,
+            delivered=len(images),
+            latency=latency,
+            retry=retry,
+        )
+    return Attempt(
+        model=spec.id,
+        provider=spec.provider,
+        outcome="error",
+        requested=call.n,
+        delivered=len(images),
+        error=error.kind,
+        message=error.message,
+        latency=latency,
+        retry=retry,
+        retry_after=getattr(error, "retry_after", None),
+    )
+
+
 @dataclass
 class Outcome:
     """What execution produced: images by slot, every attempt, and warnings to surface."""
@@ -152,18 +196,55 @@ class Executor:
     async def _call(
         self, place: int, slots: list[int], attempts: list[Attempt]
     ) -> tuple[list[ImageOutput], ProviderError | None]:
-        """One call of `len(slots)` images on candidate `place`, with the gate's retries."""
+        """One call of `len(slots)` images on candidate `place`, with the gate's retries.
+
+        Each try asks the provider, within the gate's timeout, and keeps what came back. A try
+        that fails is recorded; it is tried again after the wait the gate allows, else the error
+        goes back with any images that were delivered.
+        """
         import asyncio  # here, not at the top: `Layer()` itself needs no asyncio
 
         candidate = self.plan.candidates[place]
+        provider = self.providers[candidate.model.provider]
+        call = self._generation_call(candidate, provider, slots)
+        timeout = self.gate.timeout
+        retry = 0
+        while True:
+            started = time.perf_counter()
+            error: ProviderError | None = None
+            try:
+                async with asyncio.timeout(timeout):
+                    images = await provider.generate(call)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a ProviderError
+                images, error = [], _provider_error(exc, timeout)
+            latency = (time.perf_counter() - started) * 1000
+            if error is None:
+                images = self._keep(candidate, call, slots, images)
+                if len(images) == call.n:
+                    attempts.append(_attempt(candidate, call, images, latency, retry))
+                    return images, None
+                error = ProviderUnavailable(f"returned {len(images)} of {call.n} images")
+            error = self._failed(candidate, call, images, latency, retry, error, attempts)
+            if images:  # a short delivery: keep what came, let the rest move on
+                return images, error
+            wait = self._retry_wait(place, error, retry)
+            if wait is None:
+                return [], error
+            await asyncio.sleep(wait)
+            retry += 1
+
+    def _generation_call(
+        self, candidate: Candidate, provider: Provider, slots: list[int]
+    ) -> GenerationCall:
+        """What the provider is asked for the images of `slots` (the seed of the first: each
+        slot of a request with a seed gets a seed of its own)."""
         spec = candidate.model
-        provider = self.providers[spec.provider]
-        gate = self.gate
         plan = self.plan
+        gate = self.gate
         seed = None
         if spec.supports_seed and plan.seed is not None:
             seed = (plan.seed + slots[0]) % (MAX_SEED + 1)
-        call = GenerationCall(
+        return GenerationCall(
             model=spec,
             prompt=plan.prompt,
             size=plan.size,
@@ -175,70 +256,48 @@ class Executor:
             options=provider._call_options,  # deprecated, for providers that still read it
             response_format=gate.response_format,
         )
-        retry = 0
-        while True:
-            started = time.perf_counter()
-            error: ProviderError | None = None
-            images: list[ImageOutput] = []
-            try:
-                async with asyncio.timeout(gate.timeout):
-                    images = await provider.generate(call)
-            except TimeoutError:
-                error = ProviderTimeout(f"no answer within the gate's timeout of {gate.timeout:g}s")
-            except ProviderError as exc:
-                error = exc
-            except Exception as exc:  # noqa: BLE001 - a provider let an SDK error escape
-                error = ProviderUnavailable(
-                    f"unmapped {type(exc).__name__} from the provider: {exc}"
-                )
-            latency = (time.perf_counter() - started) * 1000
-            if error is None:
-                images = [self._finish(candidate, call, image) for image in images[: call.n]]
-                self.delivered.update(zip(slots, images, strict=False))
-                if len(images) < call.n:
-                    error = ProviderUnavailable(f"returned {len(images)} of {call.n} images")
-            if error is None:
-                attempts.append(
-                    Attempt(
-                        model=spec.id,
-                        provider=spec.provider,
-                        outcome="ok",
-                        requested=call.n,
-                        delivered=len(images),
-                        latency=latency,
-                        retry=retry,
-                    )
-                )
-                return images, None
-            error = self._clean(error, spec.provider, spec.id)
-            retry_after = getattr(error, "retry_after", None)
-            attempt = Attempt(
-                model=spec.id,
-                provider=spec.provider,
-                outcome="error",
-                requested=call.n,
-                delivered=len(images),
-                error=error.kind,
-                message=error.message,
-                latency=latency,
-                retry=retry,
-                retry_after=retry_after,
-            )
-            attempts.append(attempt)
-            self.notify("on_attempt_failed", request=self.request, attempt=attempt, error=error)
-            if images:  # a short delivery: keep what came, let the rest move on
-                return images, error
-            if error.retryable and retry < gate.retries_on(
-                nothing_else=self._nothing_else(place, error)
-            ):
-                import random  # only when a retry waits: a request that succeeds needs none
 
-                wait = retry_wait(gate, retry, retry_after, random.random())
-                if wait is not None:
-                    await asyncio.sleep(wait)
-                    retry += 1
-                    continue
-            return [], error
+    def _keep(
+        self,
+        candidate: Candidate,
+        call: GenerationCall,
+        slots: list[int],
+        images: list[ImageOutput],
+    ) -> list[ImageOutput]:
+        """The images a call returned (no more than asked), finished, and kept as delivered."""
+        images = [self._finish(candidate, call, image) for image in images[: call.n]]
+        self.delivered.update(zip(slots, images, strict=False))
+        return images
+
+    def _failed(
+        self,
+        candidate: Candidate,
+        call: GenerationCall,
+        images: list[ImageOutput],
+        latency: float,
+        retry: int,
+        error: ProviderError,
+        attempts: list[Attempt],
+    ) -> ProviderError:
+        """Record a try that failed (or delivered short), tell the observers, and give back the
+        error attributed and without secrets."""
+        spec = candidate.model
+        error = self._clean(error, spec.provider, spec.id)
+        attempt = _attempt(candidate, call, images, latency, retry, error)
+        attempts.append(attempt)
+        self.notify("on_attempt_failed", request=self.request, attempt=attempt, error=error)
+        return error
+
+    def _retry_wait(self, place: int, error: ProviderError, retry: int) -> float | None:
+        """Seconds to wait before trying again on the same model after `error`; None when the
+        error is not worth a retry, the gate's retries are spent, or the wait is too long."""
+        if not error.retryable or retry >= self.gate.retries_on(
+            nothing_else=self._nothing_else(place, error)
+        ):
+            return None
+        import random  # only when a retry waits: a request that succeeds needs none
+
+        return retry_wait(self.gate, retry, getattr(error, "retry_after", None), random.random())
 
     def _finish(
         self, candidate: Candidate, call: GenerationCall, image: ImageOutput

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from layer_core.schema import ERROR_KINDS, ErrorKind, Quality, ResponseFormat, Size, Style
+from layer_core.errors import OverrideNotAllowed
+from layer_core.schema import (
+    ERROR_KINDS,
+    ErrorKind,
+    ImageRequest,
+    Quality,
+    ResponseFormat,
+    Size,
+    Style,
+)
+
+if TYPE_CHECKING:
+    from layer_core.catalog import Catalog
 
 RoutingStrategy = Literal["single", "fallback", "round-robin", "cost", "quality"]
 ROUTING_STRATEGIES: tuple[RoutingStrategy, ...] = get_args(RoutingStrategy)
@@ -155,3 +167,23 @@ class Gate(BaseModel):
         if isinstance(self.allow_overrides, bool):
             return self.allow_overrides
         return self.allow_overrides.get(field, DEFAULT_OVERRIDES[field])
+
+    def check_overrides(self, request: ImageRequest, catalog: Catalog) -> None:
+        """Raise `OverrideNotAllowed` when `request` sets what this gate does not let it: a model
+        other than the gate's own (`request.model` is known to `catalog`), or a size, quality or
+        style other than one the gate's defaults pin."""
+        if request.model is not None:
+            spec = catalog.resolve(request.model)
+            primary = catalog.resolve(self.model) if self.model else None
+            if spec is not primary and not self.allows_override("model"):
+                asked = spec.id if spec is not None else request.model
+                raise OverrideNotAllowed(
+                    self.id, "model", f"it routes {', '.join(self.pool)}; asked for {asked}"
+                )
+        for field in OVERRIDE_FIELDS[1:]:
+            pinned = getattr(self.defaults, field)
+            asked = getattr(request.data, field)
+            if pinned and asked and asked != pinned and not self.allows_override(field):
+                raise OverrideNotAllowed(
+                    self.id, f"data.{field}", f"it pins {pinned}; asked for {asked}"
+                )

@@ -3,60 +3,47 @@
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import layer_core.catalog
+from layer_core.bridge import LoopThread
+from layer_core.budget_guard import BudgetGuard, new_id
 from layer_core.catalog import Catalog, ModelSpec
-from layer_core.config import ConfigSource, LayerConfig, load_config, provider_settings
+from layer_core.config import ConfigSource, LayerConfig, load_config
 from layer_core.errors import (
-    AllAttemptsFailed,
-    BudgetExceeded,
     ConfigError,
     GateNotFound,
     LayerClosed,
     LedgerUnavailable,
     NoEligibleModel,
-    OverrideNotAllowed,
-    PluginRegistrationError,
-    UnknownModel,
-    did_you_mean,
 )
-from layer_core.execution import Executor
-from layer_core.gates import OVERRIDE_FIELDS, Gate
-from layer_core.ledger import Hold, Ledger, LedgerRecord, Status, ledger_url, reservation_ttl
-from layer_core.money import money, total_cost
-from layer_core.plugins import PluginHost, PluginInfo, allow_list_from_env, build_host
+from layer_core.execution import Executor, Outcome
+from layer_core.gates import Gate
+from layer_core.ledger import Hold, Ledger, ledger_url
+from layer_core.plugins import PluginHost, PluginInfo
 from layer_core.policy import Plan, ProviderState, Rejection, plan
 from layer_core.provider import Provider
+from layer_core.registry import (
+    DEFAULT_GATE,
+    ProviderRegistry,
+    left_out_warning as left_out_warning,  # where cli, checks read it
+)
 from layer_core.schema import (
-    Attempt,
     ImageData,
-    ImageOutput,
     ImageRequest,
     ImageResponse,
 )
-from layer_core.shipped import SHIPPED_MODELS, shipped_names, shipped_plugin
 from layer_core.validation import parse_request
 
 if TYPE_CHECKING:
-    from asyncio import AbstractEventLoop, Task
-
     from layer_core.batch import BatchInput, BatchResult
     from layer_core.ledger.report import CostReport, When
 
 log = logging.getLogger("layer")
 T = TypeVar("T")
-
-DEFAULT_GATE = "default"
-#: Tries to reserve a budget when other requests keep taking what is left in between.
-RESERVE_TRIES = 8
 
 
 class Layer:
@@ -76,42 +63,27 @@ class Layer:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config: LayerConfig = load_config(config)
-        allow, allow_source = allow_list_from_env(), "LAYER_PLUGINS"
-        if allow is None:
-            allow, allow_source = self.config.load, f"[plugins] load of {self.config.source}"
-        self._host: PluginHost = build_host(
-            allow=allow, allow_source=allow_source, extra=plugins, entry_points=load_entry_points
+        registry = ProviderRegistry(
+            self.config, plugins=plugins, load_entry_points=load_entry_points, environ=environ
         )
-        self._secrets: list[str] = []
-        self._unavailable: dict[str, str] = {}
-        specs: list[ModelSpec] = []
-        for name, provider in list(self._host.providers.items()):
-            table = self.config.plugin_settings.get(name, {})
-            settings = provider_settings(
-                provider, table, source=self.config.source, environ=environ
-            )
-            if settings.api_key is not None:
-                self._secrets.append(settings.api_key.get_secret_value())
-            try:
-                provider.configure(settings)
-                specs.extend(self._provider_models(name, provider, settings.prices))
-            except Exception as exc:  # noqa: BLE001 - one provider's bug never stops the rest
-                self._host.drop_provider(name, f"{type(exc).__name__}: {exc}")
-        self._catalog = _build_catalog(specs, self._host)
-        for name, provider in self._host.providers.items():
-            ok, why = provider.available()
-            if not ok:
-                self._unavailable[name] = why or "not available"
-        self._check_gate_models()
-        self._gates: dict[str, Gate] = dict(self.config.gates)
-        self._left_out: dict[str, tuple[Rejection, ...]] = {}
-        if DEFAULT_GATE not in self._gates:
-            self._gates[DEFAULT_GATE], self._left_out[DEFAULT_GATE] = self._builtin_default_gate()
+        self._registry = registry
+        self._host: PluginHost = registry.host
+        self._catalog: Catalog = registry.catalog
         self._rotation: dict[str, int] = {}
         self._states: dict[str, ProviderState] = {}
-        self._runner: _LoopThread | None = None
+        self._runner: LoopThread | None = None
         self._closed = False
         self._ledger = self._open_ledger(environ)
+        self._guard = (
+            None
+            if self._ledger is None
+            else BudgetGuard(
+                self._ledger,
+                self._catalog,
+                self._host.notify,
+                store_prompts=self.config.store_prompts,
+            )
+        )
 
     def _open_ledger(self, environ: Mapping[str, str] | None) -> Ledger | None:
         try:
@@ -124,80 +96,6 @@ class Layer:
 
     # --- catalogue, gates, plugins -------------------------------------------------------
 
-    def _provider_models(
-        self, name: str, provider: Provider, prices: Mapping[str, Mapping[str, Any]]
-    ) -> list[ModelSpec]:
-        specs = []
-        for spec in provider.models():
-            if not isinstance(spec, ModelSpec) or spec.provider != name:
-                raise PluginRegistrationError(
-                    self._host.provider_plugin.get(name, name),
-                    f"provider {name!r} declared {spec!r}: not a ModelSpec of provider {name!r}",
-                )
-            override = prices.get(spec.id)
-            specs.append(spec.with_prices(override) if override else spec)
-        return specs
-
-    def _check_gate_models(self) -> None:
-        """Every model a configured gate names is in the catalogue, or is a model of a shipped
-        plugin that is not loaded here (the plan says which plugin, and why it is not loaded).
-        Any other name is a `ConfigError` with the closest known name: a typo never leaves a
-        gate to fall silently to the models that remain. A name close to none is let through
-        only while some plugin that did not load could declare it."""
-        catalog = self._catalog
-        known = [*catalog.names(), *shipped_names()]
-        unseen = [
-            i.name for i in self._host.plugins if i.status != "ok" and i.name not in SHIPPED_MODELS
-        ]
-        problems = []
-        for gate in self.config.gates.values():
-            named = [("model", gate.model)] if gate.model else []
-            named += [("fallback_models", name) for name in gate.fallback_models]
-            for field, name in named:
-                if name in catalog or name in catalog.absent:
-                    continue
-                why = self._why_absent(name)
-                hint = did_you_mean(name, known)
-                if why is None and not hint and unseen:
-                    why = f"no loaded plugin declares it ({', '.join(unseen)} did not load)"
-                if why is not None:
-                    catalog.absent[name] = why
-                    continue
-                problems.append(
-                    f"{self.config.source}: [gates.{gate.id}] {field}: unknown model {name!r}; "
-                    + (hint or "no installed plugin declares it (`layer models` lists the models)")
-                )
-        if problems:
-            raise ConfigError("\n".join(problems))
-
-    def _why_absent(self, name: str) -> str | None:
-        """Why a model of a shipped plugin is not in the catalogue; None for any other name."""
-        plugin = shipped_plugin(name)
-        return None if plugin is None else self._host.why_not_loaded(plugin)
-
-    def _builtin_default_gate(self) -> tuple[Gate, tuple[Rejection, ...]]:
-        """The `default` gate when the config has none, and the models it leaves out (retired
-        ones: an app that wants them names them in a gate of its own)."""
-        today = layer_core.catalog.today()
-        pool: list[str] = []
-        left_out: list[Rejection] = []
-        for s in self._catalog.values():
-            if s.deprecated is not None and s.retired(today):
-                retired = layer_core.catalog.retirement(s.deprecated, today)
-                left_out.append(Rejection(s.id, f"{s.id}: {retired}"))
-            else:
-                pool.append(s.id)
-        description = "built in: every installed model, best quality first, placeholders last"
-        if left_out:
-            description += f"; {left_out_warning(left_out)}"
-        gate = Gate(
-            id=DEFAULT_GATE,
-            description=description,
-            fallback_models=tuple(pool) or ("local",),
-            routing_strategy="quality",
-        )
-        return gate, tuple(left_out)
-
     def left_out(self, gate_id: str = DEFAULT_GATE) -> list[Rejection]:
         """The models of the catalogue a built-in gate leaves out of its pool, each with why.
 
@@ -205,12 +103,12 @@ class Layer:
         those past their retirement date. A gate of the config never does (its pool is what it
         names), so this is empty for it. They also appear in the gate's plans as rejections.
         """
-        return list(self._left_out.get(gate_id, ()))
+        return list(self._registry.left_out.get(gate_id, ()))
 
     def _plan(self, request: ImageRequest, gate: Gate, state: ProviderState) -> Plan:
         """The policy's plan, with what a built-in gate left out listed among the rejected."""
         result = plan(request, gate, self._catalog, state)
-        left_out = self._left_out.get(gate.id)
+        left_out = self._registry.left_out.get(gate.id)
         return replace(result, rejected=result.rejected + left_out) if left_out else result
 
     def models(self) -> list[ModelSpec]:
@@ -223,7 +121,7 @@ class Layer:
 
     def gates(self) -> dict[str, Gate]:
         """The configured gates by id (including the built-in `default` when none is configured)."""
-        return dict(self._gates)
+        return dict(self._registry.gates)
 
     def plugins(self) -> list[PluginInfo]:
         """Every plugin seen: loaded, failed (with the reason) or disabled."""
@@ -235,7 +133,7 @@ class Layer:
 
     def unavailable(self) -> dict[str, str]:
         """Providers that cannot be called now, and why (e.g. a key that is not set)."""
-        return dict(self._unavailable)
+        return dict(self._registry.unavailable)
 
     # --- planning --------------------------------------------------------------------------
 
@@ -246,31 +144,15 @@ class Layer:
         model: str | None,
         metadata: Mapping[str, Any] | None,
     ) -> tuple[ImageRequest, Gate]:
+        """Validate a request, find its gate, and check what it asks against the gate's rules."""
         request = parse_request(gate_id, data, model, metadata)
-        gate = self._gates.get(request.gate_id)
+        gate = self._registry.gates.get(request.gate_id)
         if gate is None:
-            raise GateNotFound(request.gate_id, list(self._gates))
-        self._check_overrides(request, gate)
-        return request, gate
-
-    def _check_overrides(self, request: ImageRequest, gate: Gate) -> None:
+            raise GateNotFound(request.gate_id, list(self._registry.gates))
         if request.model is not None:
-            spec = self._catalog.resolve(request.model)
-            if spec is None:
-                why = self._why_absent(request.model) or ""
-                raise UnknownModel(request.model, self._catalog.names(), why=why)
-            primary = self._catalog.resolve(gate.model) if gate.model else None
-            if spec is not primary and not gate.allows_override("model"):
-                raise OverrideNotAllowed(
-                    gate.id, "model", f"it routes {', '.join(gate.pool)}; asked for {spec.id}"
-                )
-        for field in OVERRIDE_FIELDS[1:]:
-            pinned = getattr(gate.defaults, field)
-            asked = getattr(request.data, field)
-            if pinned and asked and asked != pinned and not gate.allows_override(field):
-                raise OverrideNotAllowed(
-                    gate.id, f"data.{field}", f"it pins {pinned}; asked for {asked}"
-                )
+            self._registry.check_known(request.model)
+        gate.check_overrides(request, self._catalog)
+        return request, gate
 
     def _state(self, gate: Gate, now: datetime, *, advance: bool) -> ProviderState:
         rotation = self._rotation.get(gate.id, 0)
@@ -278,10 +160,12 @@ class Layer:
             self._rotation[gate.id] = rotation + 1
         today = now.date()
         # The state only changes with the date and the gate's rotation (the budget left is read
-        # per request by `_reserve`), so one is kept per gate rather than built per request.
+        # per request by `BudgetGuard.reserve`), so one is kept per gate, not built per request.
         state = self._states.get(gate.id)
         if state is None or state.today != today or state.rotation != rotation:
-            state = ProviderState(unavailable=self._unavailable, today=today, rotation=rotation)
+            state = ProviderState(
+                unavailable=self._registry.unavailable, today=today, rotation=rotation
+            )
             self._states[gate.id] = state
         return state
 
@@ -300,13 +184,9 @@ class Layer:
         request, gate = self._prepare(gate_id, data or {}, model, metadata)
         now = datetime.now(UTC)
         state = self._state(gate, now, advance=False)
-        budget = gate.budget
-        if self._ledger is not None and budget is not None and budget.enforcement == "block":
-            try:
-                left = self._ledger.budget_state(gate, now).left
-            except LedgerUnavailable as exc:
-                log.warning("%s; the plan does not account for the budget", exc)
-            else:
+        if self._guard is not None:
+            left = self._guard.budget_left(gate, now)
+            if left is not None:
                 state = replace(state, budget_left=left)
         result = self._plan(request, gate, state)
         self._host.notify("on_plan", request=request, plan=result)
@@ -336,44 +216,56 @@ class Layer:
         notify("on_request", request=request, gate=gate)
         now = datetime.now(UTC)
         state = self._state(gate, now, advance=True)
-        first_plan = the_plan = self._plan(request, gate, state)
-        ledger = self._ledger
+        first_plan = self._plan(request, gate, state)
+        guard = self._guard
+        the_plan = first_plan
         hold: Hold | None = None
         notes: list[str] = []
         executor: Executor | None = None
         try:
-            if ledger is not None and gate.budget is not None and the_plan.candidates:
-                the_plan, hold, notes = await self._reserve(
-                    request, gate, state, first_plan, now, ledger
-                )
+            if guard is not None and gate.budget is not None and first_plan.candidates:
+                the_plan, hold, notes = await guard.reserve(request, gate, state, first_plan, now)
             notify("on_plan", request=request, plan=the_plan)
-            if not the_plan.candidates:
-                raise NoEligibleModel(gate.id, the_plan.rejected)
-            executor = Executor(
-                request=request,
-                gate=gate,
-                plan=the_plan,
-                providers=self._host.providers,
-                notify=notify,
-                secrets=self._secrets,
-            )
+            executor = self._executor(request, gate, the_plan)
             outcome = await executor.run()
         except BaseException as exc:
-            if ledger is not None:
-                record = self._failure_record(
-                    exc, request, first_plan, now, started, hold, executor
-                )
-                if hold is not None and isinstance(exc, Exception):
-                    await ledger.settle(record)
-                else:  # nothing held, or cancelled: the writer settles it
-                    ledger.record(record)
+            if guard is not None:
+                await guard.record_failure(exc, request, first_plan, now, started, hold, executor)
             raise
+        response = self._respond(request, gate, outcome, notes, started)
+        if guard is not None:
+            await guard.record_success(response, request, first_plan, now, hold)
+        notify("on_response", request=request, response=response)
+        return response
+
+    def _executor(self, request: ImageRequest, gate: Gate, the_plan: Plan) -> Executor:
+        """The executor of a plan, which has a candidate (else `NoEligibleModel`)."""
+        if not the_plan.candidates:
+            raise NoEligibleModel(gate.id, the_plan.rejected)
+        return Executor(
+            request=request,
+            gate=gate,
+            plan=the_plan,
+            providers=self._host.providers,
+            notify=self._host.notify,
+            secrets=self._registry.secrets,
+        )
+
+    def _respond(
+        self,
+        request: ImageRequest,
+        gate: Gate,
+        outcome: Outcome,
+        notes: list[str],
+        started: float,
+    ) -> ImageResponse:
+        """The response to a request served, with the notes of its budget and gate."""
         first = outcome.images[0]
-        left_out = self._left_out.get(gate.id)
+        left_out = self._registry.left_out.get(gate.id)
         if left_out and all(self._catalog[image.model].placeholder for image in outcome.images):
             notes.append(left_out_warning(left_out))  # why a placeholder served, not them
-        response = ImageResponse(
-            id=_new_id(),
+        return ImageResponse(
+            id=new_id(),
             model=first.model,
             images=outcome.images,
             cost_exact=outcome.cost,
@@ -383,156 +275,6 @@ class Layer:
             attempts=outcome.attempts,
             warnings=[*outcome.warnings, *notes] if notes else outcome.warnings,
             metadata=request.metadata,
-        )
-        if ledger is not None:
-            record = self._record(
-                response.id,
-                request,
-                first_plan,
-                now,
-                response.latency,
-                "ok",
-                response.images,
-                response.attempts,
-                hold=hold,
-            )
-            if hold is None:
-                ledger.record(record)
-            else:
-                await ledger.settle(record)
-        notify("on_response", request=request, response=response)
-        return response
-
-    async def _reserve(
-        self,
-        request: ImageRequest,
-        gate: Gate,
-        state: ProviderState,
-        first: Plan,
-        now: datetime,
-        ledger: Ledger,
-    ) -> tuple[Plan, Hold | None, list[str]]:
-        """Hold the plan's worst-case cost against the gate's budget, atomically.
-
-        The policy decides what fits (`ProviderState.budget_left`); the ledger makes the hold
-        only if it still fits when taken. When another request took the room in between, the
-        plan is made again with what is left, until a hold is made or nothing fits.
-        """
-        budget = gate.budget
-        assert budget is not None
-        the_plan = first
-        ttl = reservation_ttl(gate, first.candidates)
-        least = min(c.estimated_cost for c in first.candidates)
-        for _ in range(RESERVE_TRIES):
-            estimate = max(c.estimated_cost for c in the_plan.candidates)
-            try:
-                result = await ledger.reserve(gate, now, estimate, ttl)
-            except LedgerUnavailable as exc:
-                if budget.enforcement == "block":
-                    raise
-                return the_plan, None, [f"gate {gate.id!r}: budget not checked: {exc}"]
-            if isinstance(result, Hold):
-                if not result.over:
-                    return the_plan, result, []
-                self._budget_alert(request, gate, result.spent, estimate, blocked=False)
-                note = (
-                    f"gate {gate.id!r}: over its {budget.period} budget of {money(budget.amount)}"
-                    f" (spent {money(result.spent)}, this request ~{money(estimate)});"
-                    " enforcement is alert_only, so it was served"
-                )
-                return the_plan, result, [note]
-            refusal = result
-            the_plan = plan(request, gate, self._catalog, replace(state, budget_left=result.left))
-            if not the_plan.candidates:
-                break
-        self._host.notify("on_plan", request=request, plan=the_plan)
-        self._budget_alert(request, gate, refusal.spent, least, blocked=True)
-        raise BudgetExceeded(
-            gate.id, budget.amount, refusal.spent, least, refusal.resets_at.isoformat()
-        )
-
-    def _budget_alert(
-        self, request: ImageRequest, gate: Gate, spent: Decimal, estimate: Decimal, *, blocked: bool
-    ) -> None:
-        self._host.notify(
-            "on_budget_alert",
-            request=request,
-            gate=gate,
-            spent=spent,
-            estimate=estimate,
-            blocked=blocked,
-        )
-
-    def _record(
-        self,
-        record_id: str,
-        request: ImageRequest,
-        first_plan: Plan,
-        now: datetime,
-        latency: float,
-        status: Status,
-        images: Sequence[ImageOutput],
-        attempts: Sequence[Attempt],
-        *,
-        error: str | None = None,
-        hold: Hold | None = None,
-    ) -> LedgerRecord:
-        """The ledger's record of one request (prompt only if the config opts in)."""
-        served = images[0] if images else None
-        asked = request.model or (first_plan.candidates[0].id if first_plan.candidates else None)
-        return LedgerRecord(
-            id=record_id,
-            created=now,
-            gate_id=request.gate_id,
-            model_requested=asked,
-            model_used=served.model if served else None,
-            provider=served.provider if served else None,
-            requested=request.data.count,
-            delivered=len(images),
-            cost=total_cost(images),
-            latency=latency,
-            status=status,
-            error=error,
-            metadata=request.metadata,
-            attempts=attempts,
-            prompt=request.data.prompt if self.config.store_prompts else None,
-            hold=hold,
-        )
-
-    def _failure_record(
-        self,
-        exc: BaseException,
-        request: ImageRequest,
-        first_plan: Plan,
-        now: datetime,
-        started: float,
-        hold: Hold | None,
-        executor: Executor | None = None,
-    ) -> LedgerRecord:
-        """A failed request: what it was paid for (images delivered before the end), and why.
-
-        A cancelled request (Ctrl-C) is recorded with the images its calls had delivered.
-        """
-        images: Sequence[ImageOutput] = ()
-        attempts: Sequence[Attempt] = ()
-        if isinstance(exc, AllAttemptsFailed):
-            images, attempts = exc.images, exc.attempts
-        elif executor is not None:
-            delivered = executor.delivered
-            images = [delivered[slot] for slot in sorted(delivered)]
-            attempts = executor.outcome.attempts
-        status: Status = "rejected-by-budget" if isinstance(exc, BudgetExceeded) else "failed"
-        return self._record(
-            _new_id(),
-            request,
-            first_plan,
-            now,
-            (time.perf_counter() - started) * 1000,
-            status,
-            images,
-            attempts,
-            error=type(exc).__name__,
-            hold=hold,
         )
 
     def image(
@@ -574,10 +316,11 @@ class Layer:
         ordered: bool = False,
     ) -> Iterator[BatchResult]:
         """`aimage_batch`, iterated for you (on the same private loop as `image`)."""
+        from layer_core.bridge import iterate_on
 
         batch = self.aimage_batch(requests, concurrency=concurrency, ordered=ordered)
         if self._runner is None:
-            self._runner = _LoopThread()
+            self._runner = LoopThread()
         return iterate_on(self._runner.loop, batch)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -585,7 +328,7 @@ class Layer:
             coro.close()
             raise _closed_error()
         if self._runner is None:
-            self._runner = _LoopThread()
+            self._runner = LoopThread()
         return self._runner.run(coro)
 
     # --- spend -------------------------------------------------------------------------------
@@ -654,140 +397,9 @@ class Layer:
     def __repr__(self) -> str:
         return (
             f"<Layer config={self.config.source!r} providers={sorted(self._host.providers)} "
-            f"gates={sorted(self._gates)}>"
+            f"gates={sorted(self._registry.gates)}>"
         )
-
-
-def left_out_warning(left_out: Sequence[Rejection]) -> str:
-    """One line naming the models the built-in default gate left out, and why."""
-    return "left out of the built-in default gate: " + "; ".join(r.reason for r in left_out)
 
 
 def _closed_error() -> LayerClosed:
     return LayerClosed("this Layer is closed (close() was called); make a new Layer() for more")
-
-
-def _new_id() -> str:
-    """A response or record id: `img_` and 32 random hex digits (opaque, as uuid4().hex was, and
-    without building a UUID object on every request)."""
-    return f"img_{os.urandom(16).hex()}"
-
-
-def _build_catalog(specs: list[ModelSpec], host: PluginHost) -> Catalog:
-    catalog = Catalog()
-    for spec in specs:
-        try:
-            catalog.add(spec)
-        except ValueError as exc:
-            plugin = host.provider_plugin.get(spec.provider, spec.provider)
-            log.warning("plugin %s: %s; model skipped", plugin, exc)
-            for info in host.plugins:
-                if info.name == plugin:
-                    info.error = f"{info.error + '; ' if info.error else ''}{exc}"
-    return catalog
-
-
-class _LoopThread:
-    """A private event loop on a daemon thread, so sync calls work even inside a running loop."""
-
-    def __init__(self) -> None:
-        import asyncio
-
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="layer-sync", daemon=True
-        )
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return run_on(self.loop, coro)
-
-    def stop(self) -> None:
-        """Cancel what still runs on the loop (a call given up on: its clean-up, such as the
-        ledger record, runs now rather than never), then stop the loop and its thread."""
-        self.run(_cancel_the_rest())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
-
-
-async def _cancel_the_rest() -> None:
-    import asyncio
-
-    rest = asyncio.all_tasks() - {asyncio.current_task()}
-    for task in rest:
-        task.cancel()
-    if rest:
-        await asyncio.wait(rest, timeout=CANCEL_GRACE)
-
-
-#: Seconds a sync call waits, after an interrupt, for the coroutine it cancelled to finish.
-CANCEL_GRACE = 60.0
-
-
-def iterate_on(loop: AbstractEventLoop, results: AsyncIterator[T]) -> Iterator[T]:
-    """Iterate an async iterator from sync code, running it on `loop` (another thread's).
-
-    An interrupt while waiting (Ctrl-C) cancels the step in flight (see `run_on`), and closing
-    the iterator closes the async one there, so nothing keeps running on the loop afterwards.
-    """
-    done = object()
-
-    async def step() -> object:
-        return await anext(results, done)
-
-    try:
-        while True:
-            value = run_on(loop, step())
-            if value is done:
-                return
-            yield cast(T, value)
-    finally:
-        closing = getattr(results, "aclose", None)
-        if closing is not None and loop.is_running():
-            import asyncio
-
-            asyncio.run_coroutine_threadsafe(closing(), loop).result(timeout=60)
-
-
-def run_on(loop: AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on `loop` (another thread's) and wait for its result.
-
-    An exception while waiting (Ctrl-C) cancels the coroutine and waits, up to `CANCEL_GRACE`
-    seconds, until it has finished before propagating: its cleanup (the ledger record of a
-    cancelled request, a batch's results file) runs now, while the loop runs, instead of never
-    or at interpreter exit. A second interrupt stops the waiting.
-    """
-    finished = threading.Event()
-    tasks: list[Task[T]] = []
-
-    def start() -> None:
-        task = loop.create_task(coro)
-        task.add_done_callback(lambda _: finished.set())
-        tasks.append(task)
-
-    def cancel() -> None:  # callbacks run in order: a `start` scheduled has run by now
-        if tasks:
-            tasks[0].cancel()
-        else:  # the interrupt came before `start` was scheduled: nothing ran
-            coro.close()
-            finished.set()
-
-    try:
-        loop.call_soon_threadsafe(start)
-        _wait(finished)
-    except BaseException:
-        loop.call_soon_threadsafe(cancel)
-        _wait(finished, CANCEL_GRACE)
-        raise
-    return tasks[0].result()
-
-
-def _wait(event: threading.Event, timeout: float | None = None) -> None:
-    """`event.wait()` in slices of a tenth of a second: CPython runs signal handlers between
-    bytecodes, so a Ctrl-C landing just as a lock wait begins is seen when the slice ends,
-    instead of when the whole wait does."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not event.wait(0.1):
-        if deadline is not None and time.monotonic() >= deadline:
-            return

@@ -20,7 +20,7 @@ from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
 
-from layer_core.catalog import Absent, Catalog, ModelSpec, retirement
+from layer_core.catalog import Absent, Catalog, ModelSpec, Rejection as Rejection, retirement
 from layer_core.gates import Gate
 from layer_core.money import money
 from layer_core.schema import ImageRequest, Quality, Size, Style
@@ -72,18 +72,6 @@ class Candidate(NamedTuple):
 _make_candidate = tuple.__new__
 
 
-class Rejection(NamedTuple):
-    """A model of the pool that will not be tried, and why (the reason starts with its id)."""
-
-    model: str
-    reason: str
-
-    @property
-    def warning(self) -> str:
-        """As a response's warning: "dall-e-3 skipped: size 512x512 not supported (...)"."""
-        return f"{self.model} skipped: {self.reason.removeprefix(f'{self.model}: ')}"
-
-
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The models to try, in order, and the ones left out."""
@@ -105,7 +93,12 @@ class Plan:
 
 
 def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderState) -> Plan:
-    """Decide which models may serve `request` through `gate`, and in which order."""
+    """Decide which models may serve `request` through `gate`, and in which order.
+
+    The gate's pool is fitted to the request's size, quality and style (once per shape); then
+    each model of it is rejected (not in the catalogue, its provider unavailable, or ruled out
+    by this request) or made a candidate, put in the strategy's order.
+    """
     data = request.data
     defaults = gate.defaults
     size: Size = data.size or defaults.size or DEFAULT_SIZE
@@ -114,85 +107,41 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
     count = data.count
     seed = data.seed
     prompt_chars = len(data.prompt)
-    pinned = request.model
-    pool = _fitted_pool(catalog, gate, pinned, size, quality, style)
-
-    rejected: list[Rejection] = []
-    head: list[Candidate] = []
-    # eligible real models by their place in the strategy's order (None: not eligible)
-    placed: list[Candidate | None] = [None] * len(pool.fits)
-    stand_ins: list[Candidate] = []
-    stand_in_places: list[int] = []
-    budget_left = state.budget_left
     unavailable = state.unavailable
-    today = state.today
-    # (place in the order of preference, rejection) of each model this request rules out
-    skipped: list[tuple[int, Rejection]] = []
-    placeholders_from = len(pool.fits)  # stand-ins come after every real model
-
+    budget_left = state.budget_left
+    pool = _fitted_pool(catalog, gate, request.model, size, quality, style)
+    rejected: list[Rejection] = []
+    head: list[Candidate] = []  # the model the request names, before all
+    placed: list[Candidate | None] = [None] * len(pool.fits)  # real models by rank
+    stand_ins: list[Candidate] = []  # placeholders, after every real model
+    stand_in_places: list[int] = []
+    skipped: list[tuple[int, Rejection]] = []  # (place in the order, why) of each ruled out
     for fit in pool.fits:
         if isinstance(fit, Rejection):  # not in the catalogue
             rejected.append(fit)
             continue
-        mid = fit.id
         why = unavailable.get(fit.provider) if unavailable else None
         if why is not None:
-            rejected.append(Rejection(mid, f"{mid}: {why}"))
+            rejected.append(Rejection(fit.id, f"{fit.id}: {why}"))
             continue
-        ruled_out: Rejection | None = None
-        if fit.no_size is not None:
-            ruled_out = fit.no_size
-        elif seed is not None and not fit.supports_seed:
-            ruled_out = Rejection(mid, f"{mid}: cannot honour seed {seed} (the model has no seed)")
-        elif fit.max_prompt_chars is not None and prompt_chars > fit.max_prompt_chars:
-            ruled_out = Rejection(
-                mid,
-                f"{mid}: prompt is {prompt_chars} characters, over its {fit.max_prompt_chars}",
-            )
-        elif fit.over_price is not None:  # unpriced, or over max_cost_per_image
-            ruled_out = fit.over_price
-        price = fit.price
-        estimated = price if count == 1 else price * count
-        if ruled_out is None and budget_left is not None and estimated > budget_left:
-            ruled_out = Rejection(
-                mid,
-                f"{mid}: {money(estimated)} for {count} image(s) over the "
-                f"{money(budget_left)} left in the gate's budget",
-            )
+        estimated = fit.price if count == 1 else fit.price * count
+        ruled_out = _ruled_out(fit, seed, prompt_chars, count, estimated, budget_left)
         if ruled_out is not None:
             rejected.append(ruled_out)
-            if fit.spec is pool.pinned:  # the model the request asked for: before all
-                skipped.append((-1, ruled_out))
-            else:
-                skipped.append(
-                    (fit.rank + (placeholders_from if fit.placeholder else 0), ruled_out)
-                )
+            skipped.append((_place(fit, pool), ruled_out))
             continue
-        warnings = fit.warnings
-        retires = fit.deprecated
-        if retires is not None and (retires - today).days <= DEPRECATION_WARNING_DAYS:
-            refused = "; the provider may refuse it" if fit.spec.retired(today) else ""
-            warnings += (f"{mid}: {retirement(retires, today)}{refused}",)
-        spec = fit.spec
+        warnings = fit.warnings if fit.deprecated is None else _retiring(fit, state.today)
         candidate = _make_candidate(
-            Candidate, (spec, fit.quality, fit.style, price, estimated, warnings, ())
+            Candidate, (fit.spec, fit.quality, fit.style, fit.price, estimated, warnings, ())
         )
-        if spec is pool.pinned:
+        if fit.spec is pool.pinned:
             head.append(candidate)
         elif fit.placeholder:
             stand_ins.append(candidate)
-            stand_in_places.append(placeholders_from + fit.rank)
+            stand_in_places.append(_place(fit, pool))
         else:
             placed[fit.rank] = candidate
-
-    if skipped:
-        # each candidate names the models ruled out that the strategy would have tried first
-        placed = [c and _after(c, place, skipped) for place, c in enumerate(placed)]
-        stand_ins = [_after(c, p, skipped) for c, p in zip(stand_ins, stand_in_places, strict=True)]
-    real = [c for c in placed if c is not None]
-    if real and gate.routing_strategy == "round-robin":
-        turn = state.rotation % len(real)
-        real = real[turn:] + real[:turn]
+    candidates = _in_order(head, placed, stand_ins, stand_in_places, skipped, gate, state)
     if pool.unused:
         rejected.extend(pool.unused)
     return Plan(
@@ -203,9 +152,78 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
         style=style,
         count=count,
         seed=seed,
-        candidates=(*head, *real, *stand_ins),
+        candidates=candidates,
         rejected=tuple(rejected),
     )
+
+
+def _ruled_out(
+    fit: _Fit,
+    seed: int | None,
+    prompt_chars: int,
+    count: int,
+    estimated: Decimal,
+    budget_left: Decimal | None,
+) -> Rejection | None:
+    """What in this request rules out a model of the pool: its size, seed, prompt length,
+    price, or the budget left; None when nothing does."""
+    mid = fit.id
+    if fit.no_size is not None:
+        return fit.no_size
+    if seed is not None and not fit.supports_seed:
+        return Rejection(mid, f"{mid}: cannot honour seed {seed} (the model has no seed)")
+    if fit.max_prompt_chars is not None and prompt_chars > fit.max_prompt_chars:
+        return Rejection(
+            mid, f"{mid}: prompt is {prompt_chars} characters, over its {fit.max_prompt_chars}"
+        )
+    if fit.over_price is not None:  # unpriced, or over max_cost_per_image
+        return fit.over_price
+    if budget_left is not None and estimated > budget_left:
+        return Rejection(
+            mid,
+            f"{mid}: {money(estimated)} for {count} image(s) over the "
+            f"{money(budget_left)} left in the gate's budget",
+        )
+    return None
+
+
+def _place(fit: _Fit, pool: _FittedPool) -> int:
+    """A model's place in the order of preference: the one the request names first (-1), then
+    the real models by rank, then the placeholders by rank."""
+    if fit.spec is pool.pinned:
+        return -1
+    return fit.rank + len(pool.fits) if fit.placeholder else fit.rank
+
+
+def _retiring(fit: _Fit, today: date) -> tuple[str, ...]:
+    """The warnings of a model with a retirement date, and one more when it is passed or near."""
+    warnings = fit.warnings
+    retires = fit.deprecated
+    if retires is not None and (retires - today).days <= DEPRECATION_WARNING_DAYS:
+        refused = "; the provider may refuse it" if fit.spec.retired(today) else ""
+        warnings += (f"{fit.id}: {retirement(retires, today)}{refused}",)
+    return warnings
+
+
+def _in_order(
+    head: list[Candidate],
+    placed: list[Candidate | None],
+    stand_ins: list[Candidate],
+    stand_in_places: list[int],
+    skipped: list[tuple[int, Rejection]],
+    gate: Gate,
+    state: ProviderState,
+) -> tuple[Candidate, ...]:
+    """The candidates in the order to try, each naming the models ruled out that the strategy
+    would have tried before it; a round-robin gate's real models turned to this request's."""
+    if skipped:
+        placed = [c and _after(c, place, skipped) for place, c in enumerate(placed)]
+        stand_ins = [_after(c, p, skipped) for c, p in zip(stand_ins, stand_in_places, strict=True)]
+    real = [c for c in placed if c is not None]
+    if real and gate.routing_strategy == "round-robin":
+        turn = state.rotation % len(real)
+        real = real[turn:] + real[:turn]
+    return (*head, *real, *stand_ins)
 
 
 def _after(candidate: Candidate, place: int, skipped: list[tuple[int, Rejection]]) -> Candidate:

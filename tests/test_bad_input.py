@@ -111,3 +111,24 @@ def test_a_gate_that_cannot_serve_the_request_lists_every_reason(acme: ScriptedP
     assert "square: size 512x512 not supported (1024x1024)" in str(caught.value)
     assert "flux-schnell: plugin 'replicate' is installed but not loaded" in str(caught.value)
     assert narrow.calls == []
+
+
+def test_the_override_rules_are_the_gates_own_and_need_no_layer() -> None:
+    from layer_core import Gate
+    from layer_core.catalog import Catalog
+    from layer_core.validation import parse_request
+
+    catalog = Catalog()
+    for spec in (make_spec("primary", "acme"), make_spec("other", "acme")):
+        catalog.add(spec)
+    gate = Gate.model_validate(GATES["locked"] | {"id": "locked"})
+    gate.check_overrides(parse_request("locked", {"prompt": "p"}, "primary", None), catalog)
+    gate.check_overrides(parse_request("locked", {"prompt": "p", "size": "1024x1024"}), catalog)
+    with pytest.raises(OverrideNotAllowed, match="asked for other"):
+        gate.check_overrides(parse_request("locked", {"prompt": "p"}, "other"), catalog)
+    with pytest.raises(OverrideNotAllowed, match="it pins 1024x1024; asked for 512x512"):
+        gate.check_overrides(parse_request("locked", {"prompt": "p", "size": "512x512"}), catalog)
+    opened = Gate(id="open", model="primary", allow_overrides=True)
+    opened.check_overrides(
+        parse_request("open", {"prompt": "p", "size": "512x512"}, "other"), catalog
+    )
