@@ -167,10 +167,11 @@ def encoded_image_size(encoded: str) -> str | None:
 
 def png_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a PNG's header, or None if `data` does not start like a PNG."""
-    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+    try:
+        mime, width, height = image_info(data)
+    except ValueError:
         return None
-    width, height = struct.unpack(">II", data[16:24])
-    return int(width), int(height)
+    return (width, height) if mime == "image/png" else None
 
 
 def same_ratio(size: str, other: str, *, tolerance: float = DEFAULT_TOLERANCE) -> bool:
