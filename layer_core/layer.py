@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from layer_core.bridge import LoopThread
+from layer_core.bridge import LoopThread, iterate_on
 from layer_core.budget_guard import BudgetGuard, new_id
 from layer_core.catalog import Catalog, ModelSpec
 from layer_core.config import ConfigSource, LayerConfig, load_config
@@ -316,20 +316,20 @@ class Layer:
         ordered: bool = False,
     ) -> Iterator[BatchResult]:
         """`aimage_batch`, iterated for you (on the same private loop as `image`)."""
-        from layer_core.bridge import iterate_on
-
         batch = self.aimage_batch(requests, concurrency=concurrency, ordered=ordered)
-        if self._runner is None:
-            self._runner = LoopThread()
-        return iterate_on(self._runner.loop, batch)
+        return iterate_on(self._loop_thread().loop, batch)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._closed:
             coro.close()
             raise _closed_error()
+        return self._loop_thread().run(coro)
+
+    def _loop_thread(self) -> LoopThread:
+        """The private loop the sync calls run on, started on first use."""
         if self._runner is None:
             self._runner = LoopThread()
-        return self._runner.run(coro)
+        return self._runner
 
     # --- spend -------------------------------------------------------------------------------
 
