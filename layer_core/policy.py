@@ -66,6 +66,16 @@ class Candidate(NamedTuple):
     def id(self) -> str:
         return self.model.id
 
+    @property
+    def instance(self) -> str:
+        """The provider instance that serves it (the key of `Layer.providers`)."""
+        return self.model.provider
+
+    @property
+    def deployment(self) -> str:
+        """``model@instance``: the unit that fails, rate-limits and bills."""
+        return f"{self.model.id}@{self.model.provider}"
+
 
 #: `Candidate(...)` runs NamedTuple's generated `__new__`, a Python function; `plan()` makes a
 #: candidate per eligible model on every request, and building the tuple directly is cheaper.

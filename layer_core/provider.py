@@ -65,6 +65,20 @@ class ProviderSettings(BaseModel):
     prices: dict[str, dict[str, Decimal]] = Field(
         default_factory=dict, description="per model: price key → USD, overriding the shipped table"
     )
+    # What one deployment (a model on this provider instance) may take, and its share among the
+    # deployments of the same model. Each applies to every model of the instance, separately.
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        description="share among deployments of the same model (ties, round-robin)",
+    )
+    rpm: int | None = Field(default=None, gt=0, description="requests per minute per deployment")
+    images_per_minute: int | None = Field(
+        default=None, gt=0, description="images per minute per deployment"
+    )
+    max_concurrency: int | None = Field(
+        default=None, gt=0, description="calls in flight per deployment"
+    )
 
 
 #: A provider's settings model (`Provider[MySettings]`); the common keys alone by default.
