@@ -133,14 +133,37 @@ class Absent(NamedTuple):
     why: str
 
 
-class Catalog(Mapping[str, ModelSpec]):
-    """Models by id, with aliases (e.g. `flux-schnell` for `black-forest-labs/flux-schnell`)."""
+class Deployment(NamedTuple):
+    """One model on one provider instance (an account, key, region or endpoint): the unit that
+    fails, rate-limits and bills. `spec` carries that instance's prices."""
 
-    __slots__ = ("_by_id", "_names", "absent", "derived")
+    key: str
+    """``model@instance``: how pools, attempts, the ledger and `layer health` name it."""
+    instance: str
+    """the provider instance that serves it (`[plugins.<name>]`, or `[providers.<instance>]`)."""
+    spec: ModelSpec
+    weight: float = 1.0
+    """its share among the deployments of the same model (ties and round-robin)."""
+
+
+def deployment_key(model: str, instance: str) -> str:
+    """``model@instance``: the one place a deployment's name is made."""
+    return f"{model}@{instance}"
+
+
+class Catalog(Mapping[str, ModelSpec]):
+    """Models by id, with aliases (e.g. `flux-schnell` for `black-forest-labs/flux-schnell`),
+    and each model's deployments: the provider instances that serve it.
+
+    A name in a gate's pool is a model (every deployment of it) or ``model@instance`` (that one).
+    """
+
+    __slots__ = ("_by_id", "_deployments", "_names", "absent", "derived")
 
     def __init__(self, specs: Iterable[ModelSpec] = ()) -> None:
         self._by_id: dict[str, ModelSpec] = {}
         self._names: dict[str, str] = {}
+        self._deployments: dict[str, tuple[Deployment, ...]] = {}
         self.derived: dict[Hashable, Any] = {}
         """Values worked out from the models, kept for reuse (the routing policy's fitted pools);
         emptied when a model is added."""
@@ -150,40 +173,88 @@ class Catalog(Mapping[str, ModelSpec]):
         for spec in specs:
             self.add(spec)
 
-    def add(self, spec: ModelSpec) -> None:
-        """Add a model; ValueError if its id is taken."""
-        if spec.id in self._names:
-            owner = self._by_id[self._names[spec.id]].provider
-            raise ValueError(f"model id {spec.id!r} is already declared by provider {owner!r}")
+    def add(self, spec: ModelSpec, *, instance: str | None = None, weight: float = 1.0) -> None:
+        """Add a model served by `instance` (default: its provider's own instance).
+
+        The same model from another instance of the same provider is another deployment of it;
+        ValueError if another provider declared the id, or the instance already serves it.
+        """
+        instance = instance or spec.provider
+        real = self._names.get(spec.id)
+        if real is not None:
+            known = self._by_id[real]
+            if real != spec.id or known.provider != spec.provider:  # another model's name
+                raise ValueError(
+                    f"model id {spec.id!r} is already declared by provider {known.provider!r}"
+                )
+            if any(d.instance == instance for d in self._deployments[real]):
+                raise ValueError(f"model id {spec.id!r} is already declared by {instance!r}")
         self.derived.clear()
+        deployment = Deployment(deployment_key(spec.id, instance), instance, spec, weight)
+        if spec.id in self._by_id:
+            self._deployments[spec.id] += (deployment,)
+            return
         self._by_id[spec.id] = spec
+        self._deployments[spec.id] = (deployment,)
         self._names[spec.id] = spec.id
         for alias in spec.aliases:
             # an alias never shadows a real id; the first provider to claim an alias keeps it
             self._names.setdefault(alias, spec.id)
 
     def resolve(self, name: str) -> ModelSpec | None:
-        """The spec for an id or alias, or None."""
-        real = self._names.get(name)
-        return self._by_id[real] if real is not None else None
+        """The spec for an id, an alias or ``model@instance``, or None."""
+        found = self.resolve_deployments(name)
+        return found[0].spec if found else None
 
-    def resolve_pool(self, names: Iterable[str]) -> list[ModelSpec | Absent]:
-        """The models a gate's pool names, in its order: each model once (an id and its alias are
-        one model), and in its place each name that is not here, as `Absent`."""
+    def resolve_deployments(self, name: str) -> tuple[Deployment, ...]:
+        """The deployments a name means: every one of a model (id or alias), or the one
+        ``model@instance`` names; empty when there is none."""
+        model, at, instance = name.partition("@")
+        real = self._names.get(model)
+        if real is None:
+            return ()
+        deployments = self._deployments[real]
+        if not at:
+            return deployments
+        return tuple(d for d in deployments if d.instance == instance)
+
+    def label(self, deployment: Deployment) -> str:
+        """How messages name a deployment: its model's id when that model has no other, else
+        ``model@instance``."""
+        several = len(self._deployments.get(deployment.spec.id, ())) > 1
+        return deployment.key if several else deployment.spec.id
+
+    def deployments(self) -> list[Deployment]:
+        """Every deployment of every model, models in the order added."""
+        return [d for found in self._deployments.values() for d in found]
+
+    def resolve_pool(self, names: Iterable[str]) -> list[Deployment | Absent]:
+        """The deployments a gate's pool names, in its order: each once (an id and its alias are
+        one model; a model after one of its pinned deployments brings the others), and in its
+        place each name that is not here, as `Absent`."""
         seen: set[str] = set()
-        members: list[ModelSpec | Absent] = []
+        members: list[Deployment | Absent] = []
         for name in names:
-            spec = self.resolve(name)
-            key = name if spec is None else spec.id
-            if key in seen:
-                continue
-            seen.add(key)
-            if spec is None:
-                why = self.absent.get(name, "not in the catalogue (is its plugin installed?)")
+            found = self.resolve_deployments(name)
+            if not found:
+                if name in seen:
+                    continue
+                seen.add(name)
+                why = self.absent.get(name) or self._why_absent(name)
                 members.append(Absent(name, why))
-            else:
-                members.append(spec)
+                continue
+            for deployment in found:
+                if deployment.key not in seen:
+                    seen.add(deployment.key)
+                    members.append(deployment)
         return members
+
+    def _why_absent(self, name: str) -> str:
+        model, at, instance = name.partition("@")
+        if at and model in self._names:
+            serving = ", ".join(d.instance for d in self._deployments[self._names[model]])
+            return f"no provider instance {instance!r} serves {model} (served by: {serving})"
+        return "not in the catalogue (is its plugin installed?)"
 
     def names(self) -> list[str]:
         """Every id and alias."""
@@ -196,7 +267,9 @@ class Catalog(Mapping[str, ModelSpec]):
         return spec
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key in self._names
+        if not isinstance(key, str):
+            return False
+        return key in self._names or ("@" in key and bool(self.resolve_deployments(key)))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._by_id)

@@ -31,6 +31,8 @@ def check_layer(layer: Layer, today: date | None = None) -> list[Finding]:
     for info in layer.plugins():
         if info.status == "failed":
             findings.append(("warning", f"plugin {info.name!r} failed to load: {info.error}"))
+    for name, why in layer.absent_instances().items():
+        findings.append(("note", f"[providers.{name}] not made: {why}"))
     for name in layer.config.plugin_settings:
         if name not in layer.providers:
             findings.append(
@@ -42,30 +44,36 @@ def check_layer(layer: Layer, today: date | None = None) -> list[Finding]:
         if left_out:
             fix = f"write a {where} to choose its models"
             findings.append(("warning", f"{left_out_warning(left_out)} ({fix})"))
-        specs = []
-        for spec in catalog.resolve_pool(gate.pool):
-            if isinstance(spec, Absent):  # of a shipped plugin not loaded (load refuses others)
-                findings.append(("note", f"{where} {spec.name}: {spec.why}"))
+        deployments = []
+        for member in catalog.resolve_pool(gate.pool):
+            if isinstance(member, Absent):  # of a shipped plugin not loaded (load refuses others)
+                findings.append(("note", f"{where} {member.name}: {member.why}"))
                 continue
-            specs.append(spec)
+            deployments.append(member)
+        specs = list({d.spec.id: d.spec for d in deployments}.values())
+        for spec in specs:
             if spec.deprecated is not None:
                 when = layer_core.catalog.retirement(spec.deprecated, today)
                 findings.append(("warning", f"{where} {spec.id} {when}"))
-        live = [s for s in specs if s.provider not in unavailable and not s.retired(today)]
-        if not specs:
+        live = [
+            d for d in deployments if d.instance not in unavailable and not d.spec.retired(today)
+        ]
+        if not deployments:
             findings.append(("error", f"{where} unreachable: no model of its pool is installed"))
         elif not live:
-            reasons = "; ".join(f"{s.id}: {unavailable.get(s.provider, 'retired')}" for s in specs)
+            reasons = "; ".join(
+                f"{catalog.label(d)}: {unavailable.get(d.instance, 'retired')}" for d in deployments
+            )
             findings.append(("warning", f"{where} no model is callable now ({reasons})"))
         size = gate.defaults.size
         if size is not None and specs and not any(size in s.sizes for s in specs):
             findings.append(("error", f"{where} default size {size} is served by no model of it"))
         if gate.max_cost_per_image is not None and specs:
             cheapest = min(
-                s.price(q, sz) or Decimal(0)
-                for s in specs
-                for q in (s.qualities or (None,))
-                for sz in s.sizes
+                d.spec.price(q, sz) or Decimal(0)
+                for d in deployments
+                for q in (d.spec.qualities or (None,))
+                for sz in d.spec.sizes
             )
             if cheapest > gate.max_cost_per_image:
                 findings.append(

@@ -9,6 +9,7 @@ every available model).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,11 @@ from layer_core.ledger import ledger_url
 from layer_core.provider import Provider, ProviderSettings
 from layer_core.validation import describe, unknown_key
 
-TOP_LEVEL_KEYS = ("ledger", "store_prompts", "plugins", "gates")
+TOP_LEVEL_KEYS = ("ledger", "store_prompts", "plugins", "providers", "gates")
 PLUGINS_KEYS = ("load",)
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | None
+#: What a `[providers.<name>]` instance may be called (a deployment is ``model@<name>``).
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9][\w.-]*")
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,19 @@ class LayerConfig:
     store_prompts: bool = False
     load: list[str] | None = None
     plugin_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    instances: dict[str, Instance] = field(default_factory=dict)
+    """`[providers.<instance>]`: more instances of plugins' providers, by instance name."""
     gates: dict[str, Gate] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """`[providers.<name>]`: another instance of a plugin's provider (an account, key, region or
+    endpoint), with its own settings: each of its models is another deployment of that model."""
+
+    name: str
+    plugin: str
+    settings: dict[str, Any]
 
 
 def user_config_path() -> Path:
@@ -106,6 +121,8 @@ def load_config(config: ConfigSource) -> LayerConfig:
             )
         settings[name] = dict(table)
 
+    instances = _instances(raw.get("providers", {}), source)
+
     gates_raw = raw.get("gates", {})
     if not isinstance(gates_raw, Mapping):
         raise ConfigError(f"{source}: [gates] must be a table of [gates.<id>] tables")
@@ -125,8 +142,34 @@ def load_config(config: ConfigSource) -> LayerConfig:
         store_prompts=store_prompts,
         load=list(load) if load is not None else None,
         plugin_settings=settings,
+        instances=instances,
         gates=gates,
     )
+
+
+def _instances(raw: object, source: str) -> dict[str, Instance]:
+    """The `[providers.<name>]` tables, each naming its `plugin`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: [providers] must be a table of [providers.<name>] tables")
+    instances: dict[str, Instance] = {}
+    for name, table in raw.items():
+        where = f"{source}: [providers.{name}]"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f'{where} must be a table: plugin = "<plugin>" and its settings')
+        if not INSTANCE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{where}: {name!r} is not a usable instance name; use letters, digits, "
+                "'-', '_' and '.', starting with a letter or digit"
+            )
+        plugin = table.get("plugin")
+        if not isinstance(plugin, str) or not plugin:
+            raise ConfigError(
+                f"{where}: plugin is missing; name the plugin whose provider this is another "
+                'instance of, e.g. plugin = "openai"'
+            )
+        settings = {k: v for k, v in table.items() if k != "plugin"}
+        instances[name] = Instance(name=name, plugin=plugin, settings=settings)
+    return instances
 
 
 def _gate_keys() -> list[str]:
@@ -139,14 +182,17 @@ def provider_settings(
     *,
     source: str,
     environ: Mapping[str, str] | None = None,
+    table_name: str | None = None,
 ) -> ProviderSettings:
-    """Validate `[plugins.<name>]` against the provider's Settings and fill the key from env."""
+    """Validate `[plugins.<name>]` (or `table_name`, e.g. ``providers.openai-eu``) against the
+    provider's Settings and fill the key from env."""
+    table_name = table_name or f"plugins.{provider.name}"
     env = os.environ if environ is None else environ
     model = provider.Settings
     try:
         settings = model.model_validate(dict(table))
     except ValidationError as exc:
-        raise ConfigError(f"{source}: [plugins.{provider.name}] {describe(exc, model)}") from None
+        raise ConfigError(f"{source}: [{table_name}] {describe(exc, model)}") from None
     if settings.api_key is None:
         var = settings.api_key_env or provider.key_env_var
         value = env.get(var) if var else None

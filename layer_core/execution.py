@@ -89,6 +89,7 @@ def _attempt(
         return Attempt(
             model=spec.id,
             provider=spec.provider,
+            deployment=candidate.deployment,
             outcome="ok",
             requested=call.n,
             delivered=len(images),
@@ -98,6 +99,7 @@ def _attempt(
     return Attempt(
         model=spec.id,
         provider=spec.provider,
+        deployment=candidate.deployment,
         outcome="error",
         requested=call.n,
         delivered=len(images),
@@ -205,7 +207,7 @@ class Executor:
         import asyncio  # here, not at the top: `Layer()` itself needs no asyncio
 
         candidate = self.plan.candidates[place]
-        provider = self.providers[candidate.model.provider]
+        provider = self.providers[candidate.instance]
         call = self._generation_call(candidate, provider, slots)
         timeout = self.gate.timeout
         retry = 0
@@ -308,7 +310,11 @@ class Executor:
         (base64, or a base64 data: URL), else is what the model is declared to deliver for the
         size asked, marked expected.
         """
-        update: dict[str, Any] = {"model": candidate.model.id, "provider": candidate.model.provider}
+        update: dict[str, Any] = {
+            "model": candidate.model.id,
+            "provider": candidate.model.provider,
+            "deployment": candidate.deployment,
+        }
         if image.size is None:
             encoded = _encoded(image)
             measured = None

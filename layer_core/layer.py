@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from layer_core.bridge import LoopThread, iterate_on
 from layer_core.budget_guard import BudgetGuard, new_id
-from layer_core.catalog import Catalog, ModelSpec
+from layer_core.catalog import Catalog, Deployment, ModelSpec
 from layer_core.config import ConfigSource, LayerConfig, load_config
 from layer_core.errors import (
     ConfigError,
@@ -70,6 +70,7 @@ class Layer:
         self._host: PluginHost = registry.host
         self._catalog: Catalog = registry.catalog
         self._rotation: dict[str, int] = {}
+        self._turns: dict[str, bool] = {}
         self._states: dict[str, ProviderState] = {}
         self._runner: LoopThread | None = None
         self._closed = False
@@ -132,8 +133,17 @@ class Layer:
         return dict(self._host.providers)
 
     def unavailable(self) -> dict[str, str]:
-        """Providers that cannot be called now, and why (e.g. a key that is not set)."""
+        """Provider instances that cannot be called now, and why (e.g. a key that is not set)."""
         return dict(self._registry.unavailable)
+
+    def deployments(self) -> list[Deployment]:
+        """Every deployment: each model on each provider instance that serves it."""
+        return self._catalog.deployments()
+
+    def absent_instances(self) -> dict[str, str]:
+        """`[providers.<name>]` instances that were not made, and why (their plugin is not
+        loaded here)."""
+        return dict(self._registry.absent_instances)
 
     # --- planning --------------------------------------------------------------------------
 
@@ -156,7 +166,7 @@ class Layer:
 
     def _state(self, gate: Gate, now: datetime, *, advance: bool) -> ProviderState:
         rotation = self._rotation.get(gate.id, 0)
-        if advance and gate.routing_strategy == "round-robin":
+        if advance and self._rotates(gate):
             self._rotation[gate.id] = rotation + 1
         today = now.date()
         # The state only changes with the date and the gate's rotation (the budget left is read
@@ -168,6 +178,18 @@ class Layer:
             )
             self._states[gate.id] = state
         return state
+
+    def _rotates(self, gate: Gate) -> bool:
+        """Whether the gate's order turns from request to request: round-robin, or a model of
+        its pool with several deployments to spread by weight."""
+        turns = self._turns.get(gate.id)
+        if turns is None:
+            resolve = self._catalog.resolve_deployments
+            turns = gate.routing_strategy == "round-robin" or any(
+                len(resolve(name)) > 1 for name in gate.pool
+            )
+            self._turns[gate.id] = turns
+        return turns
 
     def explain(
         self,
@@ -272,6 +294,7 @@ class Layer:
             latency=(time.perf_counter() - started) * 1000,
             gate_id=gate.id,
             provider=first.provider,
+            deployment=first.deployment,
             attempts=outcome.attempts,
             warnings=[*outcome.warnings, *notes] if notes else outcome.warnings,
             metadata=request.metadata,

@@ -199,6 +199,16 @@ class PluginHost:
         info.providers.append(name)
         info.note = "; ".join(filter(None, [info.note, *provider.notes()])) or None
 
+    def add_instance(self, instance: str, provider: Provider, of: str) -> None:
+        """Register `provider` (made by `Provider.another`) as instance `instance` of the
+        provider `of`, under the same plugin."""
+        plugin = self.provider_plugin[of]
+        self.providers[instance] = provider
+        self.provider_plugin[instance] = plugin
+        for info in self.plugins:
+            if info.name == plugin:
+                info.providers.append(instance)
+
     def _forget(self, plugin: object, info: PluginInfo) -> None:
         for name in info.providers:
             self.providers.pop(name, None)

@@ -20,7 +20,14 @@ from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
 
-from layer_core.catalog import Absent, Catalog, ModelSpec, Rejection as Rejection, retirement
+from layer_core.catalog import (
+    Absent,
+    Catalog,
+    Deployment,
+    ModelSpec,
+    Rejection as Rejection,
+    retirement,
+)
 from layer_core.gates import Gate
 from layer_core.money import money
 from layer_core.schema import ImageRequest, Quality, Size, Style
@@ -62,19 +69,16 @@ class Candidate(NamedTuple):
     warnings. Models whose provider cannot be called are not among them: they are out for every
     request (`layer explain` and `layer check` say so), not because of this one."""
 
+    instance: str = ""
+    """The provider instance that serves it (the key of `Layer.providers`)."""
+    deployment: str = ""
+    """``model@instance``: the unit that fails, rate-limits and bills."""
+    weight: float = 1.0
+    """Its share among the deployments of the same model."""
+
     @property
     def id(self) -> str:
         return self.model.id
-
-    @property
-    def instance(self) -> str:
-        """The provider instance that serves it (the key of `Layer.providers`)."""
-        return self.model.provider
-
-    @property
-    def deployment(self) -> str:
-        """``model@instance``: the unit that fails, rate-limits and bills."""
-        return f"{self.model.id}@{self.model.provider}"
 
 
 #: `Candidate(...)` runs NamedTuple's generated `__new__`, a Python function; `plan()` makes a
@@ -130,9 +134,9 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
         if isinstance(fit, Rejection):  # not in the catalogue
             rejected.append(fit)
             continue
-        why = unavailable.get(fit.provider) if unavailable else None
+        why = unavailable.get(fit.instance) if unavailable else None
         if why is not None:
-            rejected.append(Rejection(fit.id, f"{fit.id}: {why}"))
+            rejected.append(Rejection(fit.label, f"{fit.label}: {why}"))
             continue
         estimated = fit.price if count == 1 else fit.price * count
         ruled_out = _ruled_out(fit, seed, prompt_chars, count, estimated, budget_left)
@@ -142,16 +146,30 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
             continue
         warnings = fit.warnings if fit.deprecated is None else _retiring(fit, state.today)
         candidate = _make_candidate(
-            Candidate, (fit.spec, fit.quality, fit.style, fit.price, estimated, warnings, ())
+            Candidate,
+            (
+                fit.spec,
+                fit.quality,
+                fit.style,
+                fit.price,
+                estimated,
+                warnings,
+                (),
+                fit.instance,
+                fit.deployment,
+                fit.weight,
+            ),
         )
-        if fit.spec is pool.pinned:
+        if fit.pinned:
             head.append(candidate)
         elif fit.placeholder:
             stand_ins.append(candidate)
             stand_in_places.append(_place(fit, pool))
         else:
             placed[fit.rank] = candidate
-    candidates = _in_order(head, placed, stand_ins, stand_in_places, skipped, gate, state)
+    candidates = _in_order(
+        head, placed, stand_ins, stand_in_places, skipped, gate, state, pool.spread
+    )
     if pool.unused:
         rejected.extend(pool.unused)
     return Plan(
@@ -177,7 +195,7 @@ def _ruled_out(
 ) -> Rejection | None:
     """What in this request rules out a model of the pool: its size, seed, prompt length,
     price, or the budget left; None when nothing does."""
-    mid = fit.id
+    mid = fit.label
     if fit.no_size is not None:
         return fit.no_size
     if seed is not None and not fit.supports_seed:
@@ -200,7 +218,7 @@ def _ruled_out(
 def _place(fit: _Fit, pool: _FittedPool) -> int:
     """A model's place in the order of preference: the one the request names first (-1), then
     the real models by rank, then the placeholders by rank."""
-    if fit.spec is pool.pinned:
+    if fit.pinned:
         return -1
     return fit.rank + len(pool.fits) if fit.placeholder else fit.rank
 
@@ -223,6 +241,7 @@ def _in_order(
     skipped: list[tuple[int, Rejection]],
     gate: Gate,
     state: ProviderState,
+    spread: bool,
 ) -> tuple[Candidate, ...]:
     """The candidates in the order to try, each naming the models ruled out that the strategy
     would have tried before it; a round-robin gate's real models turned to this request's."""
@@ -230,10 +249,61 @@ def _in_order(
         placed = [c and _after(c, place, skipped) for place, c in enumerate(placed)]
         stand_ins = [_after(c, p, skipped) for c, p in zip(stand_ins, stand_in_places, strict=True)]
     real = [c for c in placed if c is not None]
-    if real and gate.routing_strategy == "round-robin":
-        turn = state.rotation % len(real)
-        real = real[turn:] + real[:turn]
+    if len(real) > 1:
+        if gate.routing_strategy == "round-robin":
+            real = _rotated(real, state.rotation)
+        elif spread:
+            real = _spread_ties(real, state.rotation, by_price=gate.routing_strategy == "cost")
     return (*head, *real, *stand_ins)
+
+
+#: The golden ratio's fraction: its multiples mod 1 are spread evenly over [0, 1) for any run
+#: of consecutive requests, so a weighted pick from them gives each its share early and often.
+_SPREAD = 0.6180339887498949
+
+
+def _rotated(real: list[Candidate], rotation: int) -> list[Candidate]:
+    """Round-robin: this request's turn first, the rest after it in order. With equal weights
+    the turn is `rotation` mod the count; with unequal ones each leads its share of requests."""
+    turn = _turn([c.weight for c in real], rotation)
+    return real[turn:] + real[:turn]
+
+
+def _spread_ties(real: list[Candidate], rotation: int, *, by_price: bool) -> list[Candidate]:
+    """The deployments of one model that the strategy ranks alike (adjacent, and under `cost`
+    at the same price) spread over requests by weight: one leads, the others follow in order."""
+    out: list[Candidate] = []
+    start = 0
+    while start < len(real):
+        first = real[start]
+        end = start + 1
+        while (
+            end < len(real)
+            and real[end].model.id == first.model.id
+            and (not by_price or real[end].price == first.price)
+        ):
+            end += 1
+        group = real[start:end]
+        if len(group) > 1:
+            turn = _turn([c.weight for c in group], rotation)
+            group = group[turn:] + group[:turn]
+        out.extend(group)
+        start = end
+    return out
+
+
+def _turn(weights: list[float], rotation: int) -> int:
+    """The index that leads for request number `rotation`: in turn when the weights are equal;
+    else over any run of requests each index leads about its weight's share of them
+    (deterministic: the same rotation, the same pick)."""
+    if len(set(weights)) == 1:
+        return rotation % len(weights)
+    point = (rotation * _SPREAD) % 1.0 * sum(weights)
+    for index, weight in enumerate(weights):
+        point -= weight
+        if point < 0:
+            return index
+    return len(weights) - 1
 
 
 def _after(candidate: Candidate, place: int, skipped: list[tuple[int, Rejection]]) -> Candidate:
@@ -264,25 +334,30 @@ class _Fit:
     """
 
     __slots__ = (
+        "deployment",
         "deprecated",
         "id",
+        "instance",
+        "label",
         "max_prompt_chars",
         "no_size",
         "over_price",
+        "pinned",
         "placeholder",
         "price",
-        "provider",
         "quality",
         "rank",
         "spec",
         "style",
         "supports_seed",
         "warnings",
+        "weight",
     )
 
     def __init__(
         self,
-        spec: ModelSpec,
+        deployment: Deployment,
+        label: str,
         no_size: Rejection | None,
         quality: Quality | None,
         style: Style | None,
@@ -291,9 +366,17 @@ class _Fit:
         warnings: tuple[str, ...],
         rank: int,
     ) -> None:
+        spec = deployment.spec
         self.spec = spec
         self.id = spec.id
-        self.provider = spec.provider
+        self.instance = deployment.instance
+        self.deployment = deployment.key
+        self.weight = deployment.weight
+        self.label = label
+        """how reasons name it: the model's id, or ``model@instance`` when it has several
+        deployments."""
+        self.pinned = False
+        """the request's model override names it: routed first."""
         self.supports_seed = spec.supports_seed
         self.max_prompt_chars = spec.max_prompt_chars
         self.deprecated = spec.deprecated
@@ -312,20 +395,16 @@ class _Fit:
 
 
 class _FittedPool:
-    __slots__ = ("fits", "pinned", "unused")
+    __slots__ = ("fits", "spread", "unused")
 
-    def __init__(
-        self,
-        fits: tuple[_Fit | Rejection, ...],
-        pinned: ModelSpec | None,
-        unused: tuple[Rejection, ...],
-    ) -> None:
+    def __init__(self, fits: tuple[_Fit | Rejection, ...], unused: tuple[Rejection, ...]) -> None:
         self.fits = fits
-        """each distinct model of the pool in pool order; a name not in the catalogue is
+        """each distinct deployment of the pool in pool order; a name not in the catalogue is
         rejected."""
-        self.pinned = pinned
-        """the request's model override, routed first."""
         self.unused = unused
+        ids = [f.id for f in fits if isinstance(f, _Fit)]
+        self.spread = len(set(ids)) < len(ids)
+        """some model has several deployments here: ties between them spread by weight."""
         """the rest of a `single` gate's pool."""
 
 
@@ -383,11 +462,16 @@ def _fit_pool(
         )
         pool = pool[:1]
     fits: list[_Fit | Rejection] = []
+    pinned_keys = {d.key for d in catalog.resolve_deployments(pinned)} if pinned else set()
     for member in catalog.resolve_pool(pool):
         if isinstance(member, Absent):
             fits.append(Rejection(member.name, f"{member.name}: {member.why}"))
-        else:
-            fits.append(_fit(member, size, quality, style, gate.max_cost_per_image, len(fits)))
+            continue
+        fit = _fit(
+            member, catalog.label(member), size, quality, style, gate.max_cost_per_image, len(fits)
+        )
+        fit.pinned = member.key in pinned_keys
+        fits.append(fit)
     if strategy in ("cost", "quality"):
         # Rank every model once; `sorted` is stable, so ties keep the order written, and the
         # eligible models of a request, taken in rank order, are sorted as the strategy says.
@@ -398,20 +482,22 @@ def _fit_pool(
             models.sort(key=lambda f: -f.spec.quality_score)
         for rank, fit in enumerate(models):
             fit.rank = rank
-    return _FittedPool(tuple(fits), catalog.resolve(pinned) if pinned is not None else None, unused)
+    return _FittedPool(tuple(fits), unused)
 
 
 def _fit(
-    spec: ModelSpec,
+    deployment: Deployment,
+    mid: str,
     size: Size,
     quality: Quality | None,
     style: Style | None,
     max_cost: Decimal | None,
     rank: int,
 ) -> _Fit:
-    """What `spec` serves for (size, quality, style), and what rules it out whatever the rest of
-    the request (`plan` checks these after the outage, seed and prompt, as it always did)."""
-    mid = spec.id
+    """What `deployment` serves for (size, quality, style), and what rules it out whatever the
+    rest of the request (`plan` checks these after the outage, seed and prompt, as it always
+    did); `mid` is how its reasons name it."""
+    spec = deployment.spec
     no_size = None
     if size not in spec.sizes:
         no_size = Rejection(mid, f"{mid}: size {size} not supported ({', '.join(spec.sizes)})")
@@ -435,7 +521,8 @@ def _fit(
     if style is not None and served_style is None:
         warnings.append(f"{mid}: has no style {style!r}; style ignored")
     return _Fit(
-        spec,
+        deployment,
+        mid,
         no_size,
         served_quality,
         served_style,

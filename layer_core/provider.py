@@ -16,6 +16,7 @@ provider needs lives here, once:
 
 from __future__ import annotations
 
+import copy
 import inspect
 import time
 import warnings
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from typing_extensions import TypeVar
@@ -137,9 +138,30 @@ class Provider(ABC, Generic[SettingsT, ClientT]):
         _adopt_settings_parameter(cls)
 
     def __init__(self) -> None:
+        self.instance: str = getattr(type(self), "name", "")
+        """The instance's name: `name` for the one `[plugins.<name>]` configures, the table's
+        name for each `[providers.<instance>]` (see `another`)."""
         self._take(self.Settings())
         self._clients: PerLoop[ClientT] = PerLoop(self.make_client)
         self._call_options = _CallOptions(self)
+
+    def another(self, instance: str) -> Self:
+        """Another instance of this provider, named `instance`, not yet configured: the core
+        makes one per `[providers.<instance>]` table, and configures it with that table.
+
+        Made by calling the class with no arguments; a provider whose constructor needs some is
+        copied instead (its client cache and settings start afresh). Override this if an
+        instance holds other state that must not be shared.
+        """
+        try:
+            clone = type(self)()
+        except TypeError:
+            clone = copy.copy(self)
+            clone._take(clone.Settings())
+            clone._clients = PerLoop(clone.make_client)
+            clone._call_options = _CallOptions(clone)
+        clone.instance = instance
+        return clone
 
     @abstractmethod
     def models(self) -> list[ModelSpec]:

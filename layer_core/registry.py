@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import layer_core.catalog
 from layer_core.catalog import Catalog, ModelSpec
-from layer_core.config import LayerConfig, provider_settings
+from layer_core.config import Instance, LayerConfig, provider_settings
 from layer_core.errors import ConfigError, PluginRegistrationError, UnknownModel, did_you_mean
 from layer_core.gates import Gate
 from layer_core.plugins import PluginHost, allow_list_from_env, build_host
 from layer_core.policy import Rejection
-from layer_core.provider import Provider
+from layer_core.provider import Provider, ProviderSettings
 from layer_core.shipped import SHIPPED_MODELS, shipped_names, shipped_plugin
 
 log = logging.getLogger("layer")
@@ -45,6 +45,8 @@ class ProviderRegistry:
         )
         self.secrets: list[str] = []
         """every API key set, redacted from errors."""
+        self.absent_instances: dict[str, str] = {}
+        """`[providers.<name>]` instances not made, and why (their plugin did not load)."""
         self.catalog = _build_catalog(self._configure(config, environ), self.host)
         self.unavailable: dict[str, str] = {}
         """provider name → why it cannot be called now."""
@@ -59,29 +61,86 @@ class ProviderRegistry:
         if DEFAULT_GATE not in self.gates:
             self.gates[DEFAULT_GATE], self.left_out[DEFAULT_GATE] = self._builtin_default_gate()
 
-    def _configure(self, config: LayerConfig, environ: Mapping[str, str] | None) -> list[ModelSpec]:
-        """Give each provider its settings; the models of those that took them."""
-        specs: list[ModelSpec] = []
+    def _configure(self, config: LayerConfig, environ: Mapping[str, str] | None) -> list[Deployed]:
+        """Give each provider its settings, and make the instances `[providers.<name>]` asks
+        for; the models of each instance that took them."""
+        deployed: list[Deployed] = []
         for name, provider in list(self.host.providers.items()):
             table = config.plugin_settings.get(name, {})
             settings = provider_settings(provider, table, source=config.source, environ=environ)
-            if settings.api_key is not None:
-                self.secrets.append(settings.api_key.get_secret_value())
-            try:
-                provider.configure(settings)
-                specs.extend(self._provider_models(name, provider, settings.prices))
-            except Exception as exc:  # noqa: BLE001 - one provider's bug never stops the rest
-                self.host.drop_provider(name, f"{type(exc).__name__}: {exc}")
-        return specs
+            deployed += self._take_settings(name, provider, settings)
+        for instance in config.instances.values():
+            base = self._provider_for(instance, config.source)
+            if base is None:
+                continue
+            provider = base.another(instance.name)
+            settings = provider_settings(
+                provider,
+                instance.settings,
+                source=config.source,
+                environ=environ,
+                table_name=f"providers.{instance.name}",
+            )
+            self.host.add_instance(instance.name, provider, of=base.instance)
+            deployed += self._take_settings(instance.name, provider, settings)
+        return deployed
+
+    def _take_settings(
+        self, instance: str, provider: Provider, settings: ProviderSettings
+    ) -> list[Deployed]:
+        """Configure one provider instance; the deployments of its models (none when it failed:
+        its plugin says why)."""
+        if settings.api_key is not None:
+            self.secrets.append(settings.api_key.get_secret_value())
+        try:
+            provider.configure(settings)
+            specs = self._provider_models(provider, settings.prices)
+        except Exception as exc:  # noqa: BLE001 - one provider's bug never stops the rest
+            self.host.drop_provider(instance, f"{type(exc).__name__}: {exc}")
+            return []
+        return [Deployed(spec, instance, settings.weight) for spec in specs]
+
+    def _provider_for(self, instance: Instance, source: str) -> Provider | None:
+        """The provider `[providers.<name>]` makes another instance of: its plugin's (or the
+        provider of that name); None, with the reason kept, when the plugin did not load."""
+        where = f"{source}: [providers.{instance.name}]"
+        if instance.name in self.host.providers:
+            raise ConfigError(
+                f"{where}: {instance.name!r} is already the name of a provider (configure it in "
+                f"[plugins.{instance.name}]); give this instance another name"
+            )
+        named = [
+            p
+            for n, p in self.host.providers.items()
+            if p.instance == n and instance.plugin in (n, self.host.provider_plugin.get(n))
+        ]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            names = ", ".join(p.instance for p in named)
+            raise ConfigError(
+                f"{where}: plugin {instance.plugin!r} has several providers ({names}); "
+                "set plugin to the one this is an instance of"
+            )
+        plugins = [info.name for info in self.host.plugins]
+        if instance.plugin in plugins or instance.plugin in SHIPPED_MODELS:
+            self.absent_instances[instance.name] = self.host.why_not_loaded(instance.plugin)
+            return None
+        hint = did_you_mean(instance.plugin, plugins)
+        raise ConfigError(
+            f"{where}: plugin {instance.plugin!r} is not installed; "
+            + (hint or f"installed plugins: {', '.join(plugins) or 'none'}")
+        )
 
     def _provider_models(
-        self, name: str, provider: Provider, prices: Mapping[str, Mapping[str, Any]]
+        self, provider: Provider, prices: Mapping[str, Mapping[str, Any]]
     ) -> list[ModelSpec]:
         specs = []
+        name = provider.name
         for spec in provider.models():
             if not isinstance(spec, ModelSpec) or spec.provider != name:
                 raise PluginRegistrationError(
-                    self.host.provider_plugin.get(name, name),
+                    self.host.provider_plugin.get(provider.instance, name),
                     f"provider {name!r} declared {spec!r}: not a ModelSpec of provider {name!r}",
                 )
             override = prices.get(spec.id)
@@ -106,6 +165,13 @@ class ProviderRegistry:
             for field, name in named:
                 if name in catalog or name in catalog.absent:
                     continue
+                if "@" in name:
+                    why, problem = self._why_no_deployment(name)
+                    if why is not None:
+                        catalog.absent[name] = why
+                    if problem is not None:
+                        problems.append(f"{config.source}: [gates.{gate.id}] {field}: {problem}")
+                    continue
                 why = self.why_absent(name)
                 hint = did_you_mean(name, known)
                 if why is None and not hint and unseen:
@@ -119,6 +185,30 @@ class ProviderRegistry:
                 )
         if problems:
             raise ConfigError("\n".join(problems))
+
+    def _why_no_deployment(self, name: str) -> tuple[str | None, str | None]:
+        """For a ``model@instance`` not in the catalogue: why it is absent (a plan's reason),
+        or the config problem it is (a typo)."""
+        model, _, instance = name.partition("@")
+        if instance in self.absent_instances:
+            return f"instance {instance!r} not made: {self.absent_instances[instance]}", None
+        instances = sorted(self.host.providers)
+        if instance not in self.host.providers:
+            hint = did_you_mean(instance, instances)
+            return None, (
+                f"{name!r}: no provider instance {instance!r}; "
+                + (hint or f"instances: {', '.join(instances)} ([providers.<name>] adds one)")
+            )
+        if model not in self.catalog:
+            why = self.why_absent(model)
+            if why is not None:
+                return why, None
+            hint = did_you_mean(model, self.catalog.names())
+            return None, f"{name!r}: unknown model {model!r}; " + (
+                hint or "`layer models` lists them"
+            )
+        serving = ", ".join(d.instance for d in self.catalog.resolve_deployments(model))
+        return None, f"{name!r}: {instance!r} does not serve {model} (served by: {serving})"
 
     def why_absent(self, name: str) -> str | None:
         """Why a model of a shipped plugin is not in the catalogue; None for any other name."""
@@ -160,11 +250,19 @@ def left_out_warning(left_out: Sequence[Rejection]) -> str:
     return "left out of the built-in default gate: " + "; ".join(r.reason for r in left_out)
 
 
-def _build_catalog(specs: list[ModelSpec], host: PluginHost) -> Catalog:
+class Deployed(NamedTuple):
+    """A model an instance serves, before it is in the catalogue."""
+
+    spec: ModelSpec
+    instance: str
+    weight: float
+
+
+def _build_catalog(deployed: list[Deployed], host: PluginHost) -> Catalog:
     catalog = Catalog()
-    for spec in specs:
+    for spec, instance, weight in deployed:
         try:
-            catalog.add(spec)
+            catalog.add(spec, instance=instance, weight=weight)
         except ValueError as exc:
             plugin = host.provider_plugin.get(spec.provider, spec.provider)
             log.warning("plugin %s: %s; model skipped", plugin, exc)

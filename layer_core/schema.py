@@ -160,6 +160,9 @@ class ImageOutput(_Wire):
     revised_prompt: str | None = None
     model: str = ""
     provider: str = ""
+    deployment: str = Field(
+        default="", description="model@instance: the provider instance that made it"
+    )
     seed: int | None = None
     size: str | None = Field(
         default=None,
@@ -249,6 +252,7 @@ class Attempt(_Wire):
     provider: str
     outcome: AttemptOutcome
     requested: int
+    deployment: str = Field(default="", description="model@instance the call went to")
     delivered: int = 0
     error: ErrorKind | None = None
     message: str | None = None
@@ -271,6 +275,7 @@ class ImageResponse(_Wire):
     latency: float
     gate_id: str
     provider: str
+    deployment: str = Field(default="", description="model@instance of the first image")
     attempts: list[Attempt] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
