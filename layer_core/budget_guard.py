@@ -194,6 +194,7 @@ class BudgetGuard:
             model_requested=asked,
             model_used=served.model if served else None,
             provider=served.provider if served else None,
+            deployment=(served.deployment or None) if served else None,
             requested=request.data.count,
             delivered=len(images),
             cost=total_cost(images),

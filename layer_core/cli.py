@@ -655,6 +655,7 @@ def _plan_dict(the_plan: Plan) -> dict[str, Any]:
             {
                 "model": c.id,
                 "provider": c.model.provider,
+                "deployment": c.deployment,
                 "price": str(c.price),
                 "estimated_cost": str(c.estimated_cost),
                 "warnings": list(c.warnings),
@@ -686,7 +687,7 @@ def _print_plan(the_plan: Plan, layer: Layer) -> None:
         [
             [
                 str(number),
-                c.id,
+                _deployment_name(layer, c.deployment),
                 c.model.provider,
                 money(c.price),
                 money(c.estimated_cost),
@@ -723,10 +724,24 @@ def models(ctx: click.Context, model_id: str | None, provider: str | None, as_js
         _print_model(layer, model_id, as_json)
         return
     unavailable = layer.unavailable()
-    specs = [s for s in layer.models() if provider is None or s.provider == provider]
+    catalog = layer.catalog
+    # --provider names a provider (every instance of it) or one instance
+    deployments = [
+        d for d in catalog.deployments() if provider in (None, d.spec.provider, d.instance)
+    ]
+    specs = list({d.spec.id: catalog[d.spec.id] for d in deployments}.values())
     if as_json:
-        click.echo(json.dumps([_model_json(s, unavailable) for s in specs], indent=2))
+        click.echo(json.dumps([_model_json(layer, s, unavailable) for s in specs], indent=2))
         return
+    rows: list[list[_Cell]] = [
+        [
+            catalog.label(d),
+            d.spec.provider,
+            _price_range(d.spec),
+            _model_status(d.spec, unavailable, d.instance),
+        ]
+        for d in deployments
+    ]
     _table(
         _console(),
         [
@@ -735,19 +750,38 @@ def models(ctx: click.Context, model_id: str | None, provider: str | None, as_js
             _Column("per image", right=True),
             _Column("status", whole=False),
         ],
-        [[s.id, s.provider, _price_range(s), _model_status(s, unavailable)] for s in specs],
+        rows,
         title=f"{len(specs)} model(s); `layer models ID` shows one in full",
     )
 
 
-def _model_json(spec: ModelSpec, unavailable: Mapping[str, str]) -> dict[str, Any]:
-    return {**spec.model_dump(mode="json"), "available": spec.provider not in unavailable}
+def _deployment_name(layer: Layer, deployment: str) -> str:
+    """A deployment as tables show it: its model's id alone when that model has no other."""
+    found = layer.catalog.resolve_deployments(deployment)
+    return layer.catalog.label(found[0]) if found else deployment
 
 
-def _model_status(spec: ModelSpec, unavailable: Mapping[str, str]) -> list[str]:
+def _model_json(layer: Layer, spec: ModelSpec, unavailable: Mapping[str, str]) -> dict[str, Any]:
+    deployments = [
+        {
+            "deployment": d.key,
+            "instance": d.instance,
+            "weight": d.weight,
+            "available": d.instance not in unavailable,
+            "prices": {key: str(price) for key, price in d.spec.prices.items()},
+        }
+        for d in layer.catalog.resolve_deployments(spec.id)
+    ]
+    available = any(d["available"] for d in deployments)
+    return {**spec.model_dump(mode="json"), "available": available, "deployments": deployments}
+
+
+def _model_status(
+    spec: ModelSpec, unavailable: Mapping[str, str], instance: str | None = None
+) -> list[str]:
     import layer_core.catalog  # the module, not its names: tests put another day in its place
 
-    status = [unavailable.get(spec.provider, "available")]
+    status = [unavailable.get(instance or spec.provider, "available")]
     if spec.deprecated:
         status.append(layer_core.catalog.retirement(spec.deprecated, layer_core.catalog.today()))
     return status
@@ -767,9 +801,10 @@ def _print_model(layer: Layer, model_id: str, as_json: bool) -> None:
         _fail(str(UnknownModel(model_id, layer.catalog.names(), field="ID")))
     unavailable = layer.unavailable()
     if as_json:
-        click.echo(json.dumps(_model_json(spec, unavailable), indent=2))
+        click.echo(json.dumps(_model_json(layer, spec, unavailable), indent=2))
         return
     rows: list[list[_Cell]] = []
+    deployments = layer.catalog.resolve_deployments(spec.id)
     for name, value in spec.model_dump(mode="json").items():
         cell: _Cell
         if name in ("delivered", "deprecated"):
@@ -791,6 +826,17 @@ def _print_model(layer: Layer, model_id: str, as_json: bool) -> None:
         rows.append([name, cell])
         if name == "provider":
             rows.append(["status", _model_status(spec, unavailable)])
+            if len(deployments) > 1:
+                rows.append(
+                    [
+                        "deployments",
+                        [
+                            f"{d.key} (weight {d.weight:g}; "
+                            f"{unavailable.get(d.instance, 'available')})"
+                            for d in deployments
+                        ],
+                    ]
+                )
     _table(_console(), [_Column("field"), _Column("value", whole=False)], rows, header=False)
 
 
@@ -901,7 +947,8 @@ def gates(ctx: click.Context, as_json: bool) -> None:
     "--by",
     multiple=True,
     metavar="DIMENSION",
-    help="Group by gate, model, provider, day, status or meta.KEY (a metadata key); repeatable.",
+    help="Group by gate, model, provider, deployment, day, status or meta.KEY (a metadata key); "
+    "repeatable.",
 )
 @click.option("--since", metavar="WHEN", help="From: an age (30m, 12h, 7d, 2w) or ISO date/time.")
 @click.option("--until", metavar="WHEN", help="Up to (not including): same forms as --since.")

@@ -138,7 +138,7 @@ class Provider(ABC, Generic[SettingsT, ClientT]):
         _adopt_settings_parameter(cls)
 
     def __init__(self) -> None:
-        self.instance: str = getattr(type(self), "name", "")
+        self.instance: str = getattr(self, "name", "")
         """The instance's name: `name` for the one `[plugins.<name>]` configures, the table's
         name for each `[providers.<instance>]` (see `another`)."""
         self._take(self.Settings())

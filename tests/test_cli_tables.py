@@ -165,9 +165,19 @@ def test_layer_models_id_shows_the_model_in_full(run: Callable[..., tuple[int, s
         assert re.search(rf"^supports_seed\s+{'yes' if spec.supports_seed else 'no'}$", out, re.M)
     code, out = run("models", "dall-e-3", "--json")
     assert code == 0, out
+    spec = layer.catalog["dall-e-3"]
     assert json.loads(out) == {
-        **layer.catalog["dall-e-3"].model_dump(mode="json"),
+        **spec.model_dump(mode="json"),
         "available": False,
+        "deployments": [
+            {
+                "deployment": "dall-e-3@openai",
+                "instance": "openai",
+                "weight": 1.0,
+                "available": False,
+                "prices": {key: str(price) for key, price in spec.prices.items()},
+            }
+        ],
     }
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from layer_core import NoEligibleModel
-from layer_core.catalog import Catalog
+from layer_core.catalog import Catalog, Deployment
 from layer_core.gates import Gate
 from layer_core.policy import DEFAULT_SIZE, Plan, ProviderState, plan
 from layer_core.schema import ImageRequest
+from layer_core.testing import make_spec
 from layer_core.testing.strategies import catalogs, gates, image_requests, provider_states
 
 #: Enough examples to mean it; raise with LAYER_HYPOTHESIS_EXAMPLES for a longer hunt.
@@ -31,6 +33,13 @@ def worlds(draw: st.DrawFn, **gate_kw: Any) -> tuple[ImageRequest, Gate, Catalog
     return request, gate, catalog, state
 
 
+def key_of(catalog: Catalog, label: str) -> str:
+    """The deployment a rejection names: by its key, or by its model's id when that model has
+    one deployment; a name not in the catalogue stays as it is."""
+    found = catalog.resolve_deployments(label)
+    return found[0].key if len(found) == 1 else label
+
+
 def fitted(request: ImageRequest, gate: Gate) -> tuple[str, Any, Any]:
     data = request.data
     size = data.size or gate.defaults.size or DEFAULT_SIZE
@@ -47,7 +56,7 @@ def test_every_candidate_can_serve_the_request(world: Any) -> None:
         spec = candidate.model
         assert size in spec.sizes
         assert request.data.seed is None or spec.supports_seed
-        assert spec.provider not in state.unavailable
+        assert candidate.instance not in state.unavailable
         assert candidate.quality == spec.served_quality(quality)
         assert candidate.style is None or candidate.style in spec.styles
 
@@ -113,12 +122,17 @@ def test_same_inputs_give_the_same_plan(world: Any) -> None:
 def test_every_pool_model_is_a_candidate_or_rejected_with_a_reason(world: Any) -> None:
     request, gate, catalog, state = world
     result = plan(request, gate, catalog, state)
-    chosen = [c.id for c in result.candidates]
-    rejected = [r.model for r in result.rejected]
-    assert len(set(chosen)) == len(chosen), "a model is tried twice"
+    chosen = [c.deployment for c in result.candidates]
+    # a rejection names one deployment, or a model for all of them (not used by `single`)
+    rejected = [
+        d.key if isinstance(d, Deployment) else d.name
+        for r in result.rejected
+        for d in catalog.resolve_pool([r.model])
+    ]
+    assert len(set(chosen)) == len(chosen), "a deployment is tried twice"
     assert not set(chosen) & set(rejected)
-    pool_ids = {catalog.resolve(n).id if n in catalog else n for n in gate.pool}  # type: ignore[union-attr]
-    assert set(chosen) | set(rejected) == pool_ids
+    pool = {m.key if isinstance(m, Deployment) else m.name for m in catalog.resolve_pool(gate.pool)}
+    assert set(chosen) | set(rejected) == pool
     for rejection in result.rejected:
         assert rejection.reason.startswith(f"{rejection.model}: ")
         assert len(rejection.reason) > len(rejection.model) + 5
@@ -165,9 +179,46 @@ def test_round_robin_rotates_the_same_candidates(world: Any, turn: int) -> None:
 def test_single_strategy_only_ever_uses_the_primary(world: Any) -> None:
     request, gate, catalog, state = world
     result: Plan = plan(request, gate, catalog, state)
-    assert len(result.candidates) <= 1
-    if result.candidates:
-        assert result.candidates[0].model is catalog.resolve(gate.pool[0])
+    primary = catalog.resolve_deployments(gate.pool[0])
+    assert len(result.candidates) <= len(primary)  # the primary's deployments, no other model
+    assert {c.deployment for c in result.candidates} <= {d.key for d in primary}
+
+
+@EXAMPLES
+@given(worlds())
+def test_each_deployment_is_tried_at_most_once_and_its_instance_serves_its_model(
+    world: Any,
+) -> None:
+    request, gate, catalog, state = world
+    result = plan(request, gate, catalog, state)
+    keys = [c.deployment for c in result.candidates]
+    assert len(keys) == len(set(keys))
+    for candidate in result.candidates:
+        (deployment,) = catalog.resolve_deployments(candidate.deployment)
+        assert (deployment.instance, deployment.spec) == (candidate.instance, candidate.model)
+
+
+@EXAMPLES
+@given(
+    st.lists(st.sampled_from([0.5, 1.0, 2.0, 3.0]), min_size=2, max_size=4), st.integers(0, 10**6)
+)
+def test_deployments_of_one_model_lead_in_proportion_to_their_weights(
+    weights: list[float], start: int
+) -> None:
+    spec = make_spec("m", "acme")
+    catalog = Catalog()
+    for index, weight in enumerate(weights):
+        catalog.add(spec, instance=f"acme-{index}", weight=weight)
+    gate = Gate(id="g", model="m")
+    request = ImageRequest.model_validate({"gateId": "g", "data": {"prompt": "a fox"}})
+    runs = 200
+    leads = Counter(
+        plan(request, gate, catalog, ProviderState(rotation=start + turn)).candidates[0].instance
+        for turn in range(runs)
+    )
+    for index, weight in enumerate(weights):
+        share = runs * weight / sum(weights)
+        assert abs(leads[f"acme-{index}"] - share) <= 4, (leads, weights)
 
 
 @EXAMPLES
@@ -175,11 +226,12 @@ def test_single_strategy_only_ever_uses_the_primary(world: Any) -> None:
 def test_each_candidate_names_the_models_before_it_that_the_request_ruled_out(world: Any) -> None:
     request, gate, catalog, state = world
     result = plan(request, gate, catalog, state)
-    order = list(dict.fromkeys(s.id for n in gate.pool if (s := catalog.resolve(n)) is not None))
+    order = [m.key for m in catalog.resolve_pool(gate.pool) if isinstance(m, Deployment)]
     ruled_out = [
         r
         for r in result.rejected
-        if r.model in catalog and catalog[r.model].provider not in state.unavailable
+        if key_of(catalog, r.model) in order
+        and key_of(catalog, r.model).partition("@")[2] not in state.unavailable
     ]
     for candidate in result.candidates:
         if candidate.model.placeholder:
@@ -187,7 +239,8 @@ def test_each_candidate_names_the_models_before_it_that_the_request_ruled_out(wo
         assert candidate.skipped == tuple(
             r
             for r in ruled_out
-            if order.index(r.model) < order.index(candidate.id) and not catalog[r.model].placeholder
+            if order.index(key_of(catalog, r.model)) < order.index(candidate.deployment)
+            and not catalog[r.model].placeholder
         )
         for rejection in candidate.skipped:
             assert rejection.warning.startswith(f"{rejection.model} skipped: ")

@@ -67,7 +67,7 @@ def test_provider_states_can_rule_out_outages_and_budgets(data: st.DataObject) -
     assert state.unavailable == {}
     assert state.budget_left is None
     sometimes = data.draw(provider_states(catalog))
-    assert set(sometimes.unavailable) <= {s.provider for s in catalog.values()}
+    assert set(sometimes.unavailable) <= {d.instance for d in catalog.deployments()}
 
 
 @FAST

@@ -70,6 +70,8 @@ class LedgerRecord:
     latency: float
     status: Status
     error: str | None = None
+    deployment: str | None = None
+    """model@instance of the first image served."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
     attempts: Sequence[Attempt] = ()
     prompt: str | None = None
@@ -84,6 +86,7 @@ class LedgerRecord:
             "model_requested": self.model_requested,
             "model_used": self.model_used,
             "provider": self.provider,
+            "deployment": self.deployment,
             "requested": self.requested,
             "delivered": self.delivered,
             "cost": self.cost,
@@ -104,6 +107,7 @@ class LedgerRecord:
             model_requested=row["model_requested"],
             model_used=row["model_used"],
             provider=row["provider"],
+            deployment=row.get("deployment"),
             requested=row["requested"],
             delivered=row["delivered"],
             cost=Decimal(row["cost"]),

@@ -54,6 +54,7 @@ class SpoolLine(TypedDict):
     model_requested: str | None
     model_used: str | None
     provider: str | None
+    deployment: NotRequired[str | None]  # not in lines spooled before deployments
     requested: int
     delivered: int
     cost: Decimal

@@ -46,6 +46,7 @@ from sqlalchemy import (
     func,
     inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Dialect, make_url
@@ -65,9 +66,17 @@ if TYPE_CHECKING:
 
     UpsertInsert = SqliteInsert | PgInsert
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _add_deployment(conn: Connection) -> None:
+    """1 → 2: the deployment (model@instance) that served each request; NULL for the older
+    records (their provider column still says who served them)."""
+    conn.execute(text("ALTER TABLE layer_requests ADD COLUMN deployment VARCHAR(400)"))
+
+
 #: version → the step that brings a database at that version to the next one.
-UPGRADES: dict[int, Callable[[Connection], None]] = {}
+UPGRADES: dict[int, Callable[[Connection], None]] = {1: _add_deployment}
 #: an arbitrary constant: the PostgreSQL advisory lock held while the schema is created/upgraded.
 _SCHEMA_LOCK = 7_331_020_117
 _EXACT = Context(prec=60)
@@ -179,6 +188,7 @@ requests = Table(
     Column("model_requested", String(200)),
     Column("model_used", String(200)),
     Column("provider", String(200)),
+    Column("deployment", String(400)),
     Column("requested", Integer, nullable=False),
     Column("delivered", Integer, nullable=False),
     Column("cost", Money, nullable=False),
@@ -467,6 +477,7 @@ class SqlStore:
             "gate": requests.c.gate_id,
             "model": requests.c.model_used,
             "provider": requests.c.provider,
+            "deployment": requests.c.deployment,
             "status": requests.c.status,
         }[name]
         return column

@@ -20,7 +20,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from layer_core.catalog import ModelSpec
+from layer_core.catalog import ModelSpec, deployment_key
 from layer_core.hookspecs import hookimpl
 from layer_core.provider import GenerationCall, Provider
 from layer_core.schema import SIZES, ImageOutput, Size
@@ -108,9 +108,11 @@ def make_spec(
 class ScriptedProvider(Provider):
     """A provider whose every call follows a script; it records the calls it gets.
 
-    `script` maps a model id to steps taken in order, one per call (the last step repeats);
-    a model with no script always succeeds. A step is `OK`, a `Hang`, an exception to raise,
-    or a function of the call returning images (or raising).
+    `script` maps a model id, or ``model@instance`` for one deployment of it, to steps taken in
+    order, one per call (the last step repeats); a model with no script always succeeds. A step
+    is `OK`, a `Hang`, an exception to raise, or a function of the call returning images (or
+    raising). Each instance (`another`, for `[providers.<name>]`) shares the script and keeps
+    its own `calls`.
     """
 
     def __init__(
@@ -132,13 +134,21 @@ class ScriptedProvider(Provider):
     def models(self) -> list[ModelSpec]:
         return list(self._specs)
 
+    def another(self, instance: str) -> ScriptedProvider:
+        clone = ScriptedProvider(self.name, self._specs, key_env_var=self.key_env_var)
+        clone.script = self.script
+        clone.instance = instance
+        return clone
+
     def calls_to(self, model_id: str) -> list[GenerationCall]:
         return [c for c in self.calls if c.model.id == model_id]
 
     async def generate(self, call: GenerationCall) -> list[ImageOutput]:
         index = len(self.calls_to(call.model.id))
         self.calls.append(call)
-        steps = self.script.get(call.model.id) or [OK]
+        script = self.script
+        own = script.get(deployment_key(call.model.id, self.instance))
+        steps = own or script.get(call.model.id) or [OK]
         step = steps[min(index, len(steps) - 1)]
         if isinstance(step, BaseException):
             raise step

@@ -225,12 +225,21 @@ def _draw_spec(draw: st.DrawFn, model_id: str, provider: str, placeholder: bool)
 
 
 @st.composite
-def catalogs(draw: st.DrawFn, *, min_size: int = 1, max_size: int = 8) -> Catalog:
-    """A catalogue of distinct models (ids m0, m1, ...)."""
+def catalogs(
+    draw: st.DrawFn, *, min_size: int = 1, max_size: int = 8, deployments: bool = True
+) -> Catalog:
+    """A catalogue of distinct models (ids m0, m1, ...); unless `deployments=False`, some served
+    by a second instance of their provider (``<provider>-2``) with its own weight and, at
+    times, its own price."""
     size = draw(_counts(min_size, max_size))
-    return Catalog(
-        _draw_spec(draw, f"m{i}", draw(_PROVIDERS), draw(_PLACEHOLDER)) for i in range(size)
-    )
+    catalog = Catalog()
+    for i in range(size):
+        spec = _draw_spec(draw, f"m{i}", draw(_PROVIDERS), draw(_PLACEHOLDER))
+        catalog.add(spec, weight=draw(_WEIGHTS))
+        if deployments and draw(_BOOLEANS):
+            other = spec.with_prices({"*/*": draw(prices)}) if draw(_BOOLEANS) else spec
+            catalog.add(other, instance=f"{spec.provider}-2", weight=draw(_WEIGHTS))
+    return catalog
 
 
 @st.composite
@@ -268,9 +277,9 @@ def provider_states(
     budget: bool = True,
     today: date = TODAY,
 ) -> ProviderState:
-    """Which providers of `catalog` are down (unless `outages=False`), a rotation, and maybe
-    the budget left (unless `budget=False`), on `today`."""
-    providers = tuple(sorted({s.provider for s in catalog.values()}))
+    """Which provider instances of `catalog` are down (unless `outages=False`), a rotation, and
+    maybe the budget left (unless `budget=False`), on `today`."""
+    providers = tuple(sorted({d.instance for d in catalog.deployments()}))
     down = draw(_subset(providers)) if providers and outages else ()
     return ProviderState(
         unavailable={p: f"{p.upper()}_API_KEY is not set" for p in down},
@@ -302,6 +311,7 @@ _BOOLEANS = st.booleans()
 _PER_CALL = st.integers(1, 10)
 _SCORES = st.integers(0, 100).map(float)
 _ROTATIONS = st.integers(0, 1000)
+_WEIGHTS = st.sampled_from([1.0, 1.0, 0.5, 2.0, 3.0])
 _BUDGETS_LEFT = st.none() | st.integers(0, 500).map(lambda cents: Decimal(cents) / 100)
 _MAYBE_SIZE = _maybe(SIZES)
 _MAYBE_QUALITY = _maybe(QUALITIES)
