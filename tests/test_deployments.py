@@ -8,7 +8,6 @@ end-to-end tests run the real openai SDK against two fake Images APIs, one per i
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -240,32 +239,26 @@ def test_costs_group_by_deployment(tmp_path: Path) -> None:
     }
 
 
-def test_a_ledger_from_before_deployments_is_upgraded_in_place(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    with sqlite3.connect(path) as conn:  # the version-1 schema, with one record in it
-        conn.executescript(
-            """
-            CREATE TABLE layer_requests (
-                id VARCHAR(64) PRIMARY KEY, created DATETIME NOT NULL,
-                gate_id VARCHAR(200) NOT NULL, model_requested VARCHAR(200),
-                model_used VARCHAR(200), provider VARCHAR(200),
-                requested INTEGER NOT NULL, delivered INTEGER NOT NULL, cost NUMERIC NOT NULL,
-                latency_ms FLOAT NOT NULL, status VARCHAR(32) NOT NULL, error VARCHAR(200),
-                metadata JSON NOT NULL, attempts JSON NOT NULL, prompt TEXT);
-            CREATE TABLE layer_schema (version INTEGER NOT NULL);
-            INSERT INTO layer_schema VALUES (1);
-            INSERT INTO layer_requests VALUES ('img_old', '2026-11-30 10:00:00.000000', 'g', 'm',
-                'm', 'acme', 1, 1, '0.04', 12.5, 'ok', NULL, '{}', '[]', NULL);
-            """
-        )
-    layer = layer_with(acme(), gates={"g": {"model": "m"}}, ledger=f"sqlite:///{path}")
-    with layer:
-        layer.image("g", {"prompt": "a fox"})
-        report = layer.costs(by="deployment")
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM layer_schema").fetchall() == [(2,)]
+def test_a_ledger_from_before_deployments_is_upgraded_in_place(ledger_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    with layer_with(acme(), gates={"g": {"model": "m"}}, ledger=ledger_url) as layer:
+        layer.image("g", {"prompt": "a fox"})  # a record, then the schema as version 1 left it
+    engine = create_engine(ledger_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE layer_requests SET deployment = NULL"))
+            conn.execute(text("ALTER TABLE layer_requests DROP COLUMN deployment"))
+            conn.execute(text("UPDATE layer_schema SET version = 1"))
+        with layer_with(acme(), gates={"g": {"model": "m"}}, ledger=ledger_url) as layer:
+            layer.image("g", {"prompt": "a fox"})
+            report = layer.costs(by="deployment")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version FROM layer_schema")).all() == [(2,)]
+    finally:
+        engine.dispose()
     assert {row.group["deployment"]: row.requests for row in report.rows} == {
-        None: 1,
+        None: 1,  # recorded before deployments: its provider column still says who served it
         "m@acme": 1,
     }
 
