@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from layer_core.errors import OverrideNotAllowed
+from layer_core.state import HealthRules
 from layer_core.schema import (
     ERROR_KINDS,
     ErrorKind,
@@ -129,6 +130,13 @@ class Gate(BaseModel):
     )
     fallback_on: tuple[ErrorKind, ...] = DEFAULT_FALLBACK_ON
     budget: Budget | None = None
+    health: HealthRules | None = Field(
+        None,
+        description=(
+            "circuit breaker rules for this gate's requests (failures, cooldown, max_cooldown, "
+            "rate_limit_cooldown); unset: the config's [health]"
+        ),
+    )
 
     @field_validator("fallback_on", mode="before")
     @classmethod

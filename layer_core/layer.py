@@ -36,6 +36,8 @@ from layer_core.schema import (
     ImageRequest,
     ImageResponse,
 )
+from layer_core.state import Limits, StateStore, state_url
+from layer_core.state.stores import open_store
 from layer_core.validation import parse_request
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ class Layer:
     ``Layer(config)`` takes a path to a plugins.toml, a dict of the same shape, or None (then
     ``$LAYER_CONFIG``, ``./plugins.toml``, the user config dir, or built-in defaults).
     ``plugins`` registers extra plugin objects (or `Provider` instances) on this instance only.
+    ``state`` is a store of live provider state to use instead of the config's `state` (e.g. a
+    `MemoryStore` with a test's clock).
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class Layer:
         plugins: Iterable[object] = (),
         load_entry_points: bool = True,
         environ: Mapping[str, str] | None = None,
+        state: StateStore | None = None,
     ) -> None:
         self.config: LayerConfig = load_config(config)
         registry = ProviderRegistry(
@@ -72,6 +77,8 @@ class Layer:
         self._rotation: dict[str, int] = {}
         self._states: dict[str, ProviderState] = {}
         self._runner: LoopThread | None = None
+        self._environ = environ
+        self._store: StateStore | None = state
         self._closed = False
         self._ledger = self._open_ledger(environ)
         self._guard = (
@@ -154,6 +161,30 @@ class Layer:
         gate.check_overrides(request, self._catalog)
         return request, gate
 
+    @property
+    def state_store(self) -> StateStore:
+        """Where each deployment's breaker, cooldown and limits live: this process's memory, or
+        the Redis of `state` / `LAYER_STATE_URL` (connected on first use)."""
+        if self._store is None:
+            url = state_url(self.config.state, self._environ)
+            try:
+                self._store = open_store(url, prefix=self.config.state_prefix)
+            except ValueError as exc:
+                raise ConfigError(f"LAYER_STATE_URL: {exc}") from None
+        return self._store
+
+    def deployment_limits(self) -> dict[str, Limits]:
+        """Every deployment of the catalogue → the limits its provider instance sets."""
+        from layer_core.policy import deployments
+
+        found = {}
+        for deployment, instance in deployments(self._catalog).items():
+            settings = self._host.providers[instance].settings
+            found[deployment] = Limits(
+                settings.rpm, settings.images_per_minute, settings.max_concurrency
+            )
+        return found
+
     def _state(self, gate: Gate, now: datetime, *, advance: bool) -> ProviderState:
         rotation = self._rotation.get(gate.id, 0)
         if advance and gate.routing_strategy == "round-robin":
@@ -167,7 +198,8 @@ class Layer:
                 unavailable=self._registry.unavailable, today=today, rotation=rotation
             )
             self._states[gate.id] = state
-        return state
+        health = self.state_store.snapshot()
+        return replace(state, health=health) if health else state
 
     def explain(
         self,
@@ -249,6 +281,8 @@ class Layer:
             providers=self._host.providers,
             notify=self._host.notify,
             secrets=self._registry.secrets,
+            state=self.state_store,
+            rules=gate.health or self.config.health,
         )
 
     def _respond(
@@ -363,6 +397,8 @@ class Layer:
                 await provider.aclose()
             except Exception:
                 log.exception("closing provider %s failed", provider.name)
+        if self._store is not None:
+            await self._store.aclose()
         if self._ledger is not None:
             import asyncio
 

@@ -8,7 +8,8 @@ that routes through it can read it.
 - `DeploymentHealth`: a deployment that is not plainly healthy, as the policy sees it (a
   snapshot, in `ProviderState.health`), with a reason a person can read;
 - `StateStore`: where the state lives; `MemoryStore` (this process, the default) or
-  `RedisStore` (shared by every process using one Redis), made by `open_store`.
+  `RedisStore` (shared by every process using one Redis), made by
+  `layer_core.state.stores.open_store`.
 
 Nothing here is imported by `import layer_core` or `Layer()` beyond these small types; the Redis
 client is imported when a Redis store is first used.
@@ -19,13 +20,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-if TYPE_CHECKING:
-    from layer_core.state.memory import MemoryStore
-    from layer_core.state.redis import RedisStore
 
 #: One minute: the window `rpm` and `images_per_minute` count over.
 MINUTE = 60.0
@@ -211,15 +208,3 @@ def check_state_url(value: object) -> str:
             '"redis://127.0.0.1:6379/0"'
         )
     return value
-
-
-def open_store(url: str, *, prefix: str = DEFAULT_PREFIX) -> MemoryStore | RedisStore:
-    """The store for `url` ("memory" or a Redis URL); a Redis one connects on first use."""
-    check_state_url(url)
-    if url == "memory":
-        from layer_core.state.memory import MemoryStore
-
-        return MemoryStore()
-    from layer_core.state.redis import RedisStore
-
-    return RedisStore(url, prefix=prefix)
