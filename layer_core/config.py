@@ -100,7 +100,7 @@ def load_config(config: ConfigSource) -> LayerConfig:
         raise ConfigError(f"{source}: {exc}") from None
     state_prefix = raw.get("state_prefix", DEFAULT_PREFIX)
     if not isinstance(state_prefix, str) or not state_prefix:
-        raise ConfigError(f"{source}: state_prefix must be a non-empty string, e.g. \"layer:\"")
+        raise ConfigError(f'{source}: state_prefix must be a non-empty string, e.g. "layer:"')
     health_raw = raw.get("health", {})
     if not isinstance(health_raw, Mapping):
         raise ConfigError(f"{source}: [health] must be a table, e.g. [health] failures = 3")

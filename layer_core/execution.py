@@ -228,7 +228,13 @@ class Executor:
         )
         if grant.images < wanted:
             seen = grant.refused
-            why = seen.describe() if seen is not None else f"{candidate.deployment}: no headroom"
+            if seen is not None:
+                why = seen.describe()
+            else:  # a part fits
+                why = (
+                    f"{candidate.deployment}: only {grant.images} of {wanted} image(s) fit "
+                    f"under its limits ({limits.describe()})"
+                )
             spec = candidate.model
             self.outcome.attempts.append(
                 Attempt(

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from layer_core.errors import OverrideNotAllowed
-from layer_core.state import HealthRules
 from layer_core.schema import (
     ERROR_KINDS,
     ErrorKind,
@@ -19,6 +18,7 @@ from layer_core.schema import (
     Size,
     Style,
 )
+from layer_core.state import HealthRules
 
 if TYPE_CHECKING:
     from layer_core.catalog import Catalog

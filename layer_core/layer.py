@@ -36,7 +36,7 @@ from layer_core.schema import (
     ImageRequest,
     ImageResponse,
 )
-from layer_core.state import Limits, StateStore, state_url
+from layer_core.state import DeploymentHealth, Limits, StateStore, state_url
 from layer_core.state.stores import open_store
 from layer_core.validation import parse_request
 
@@ -184,6 +184,12 @@ class Layer:
                 settings.rpm, settings.images_per_minute, settings.max_concurrency
             )
         return found
+
+    def health(self) -> tuple[dict[str, DeploymentHealth], str | None]:
+        """Every deployment's breaker, cooldown and headroom, read from the configured store (a
+        Redis one is asked, which also refreshes what this process plans with), and a note when
+        it could not be reached (then this process's own state is shown)."""
+        return self._run(self.state_store.read(self.deployment_limits()))
 
     def _state(self, gate: Gate, now: datetime, *, advance: bool) -> ProviderState:
         rotation = self._rotation.get(gate.id, 0)

@@ -278,9 +278,7 @@ def deployments(catalog: Catalog) -> dict[str, str]:
     """Every deployment of the catalogue (``model@instance``) → its provider instance."""
     found: dict[str, str] = {}
     for spec in catalog.values():
-        candidate = _make_candidate(
-            Candidate, (spec, None, None, _ZERO, _ZERO, (), (), None)
-        )
+        candidate = _make_candidate(Candidate, (spec, None, None, _ZERO, _ZERO, (), (), None))
         found[candidate.deployment] = candidate.instance
     return found
 

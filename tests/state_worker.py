@@ -13,8 +13,9 @@ import json
 import sys
 
 import layer_openai
-from layer_core import AllAttemptsFailed, Layer
 from layer_openai.testing import KEY
+
+from layer_core import AllAttemptsFailed, Layer
 
 
 def main(fake_url: str, redis_url: str, prefix: str, n: int) -> None:

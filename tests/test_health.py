@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import layer_openai
 import openai  # noqa: F401 - imported here, not inside the first request's short timeout
 import pytest
+from layer_openai.testing import IMAGE_ROUTE, KEY, ROUTE, PerModel, api_error, image_file
 
-import layer_openai
 from layer_core import Layer
 from layer_core.errors import AllAttemptsFailed, ConfigError
 from layer_core.state import HealthRules
 from layer_core.state.memory import MemoryStore
 from layer_core.testing import NO_REPLY, FakeServer
-from layer_openai.testing import IMAGE_ROUTE, KEY, ROUTE, PerModel, api_error, image_file
 
 PROMPT = {"prompt": "a lighthouse at dusk"}
 PRIMARY, FALLBACK = "dall-e-3", "dall-e-2"

@@ -13,16 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import layer_openai
 import openai  # noqa: F401 - imported here, not inside the first request's short timeout
 import pytest
+from layer_openai.testing import KEY, ROUTE, PerModel
 
-import layer_openai
 from layer_core import Layer
-from layer_core.state import HealthRules, Limits, StateStore
+from layer_core.state import NO_LIMITS, HealthRules, Limits, StateStore
 from layer_core.state.memory import MemoryStore
 from layer_core.state.redis import RedisStore
 from layer_core.testing import NO_REPLY, FakeServer
-from layer_openai.testing import KEY, ROUTE, PerModel
 from tests.redis_server import RedisServer
 
 RULES = HealthRules()
@@ -59,7 +59,7 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-async def admit(store: StateStore, images: int = 1, limits: Limits = Limits(), **kw: Any) -> Any:
+async def admit(store: StateStore, images: int = 1, limits: Limits = NO_LIMITS, **kw: Any) -> Any:
     return await store.admit(
         D,
         images=images,
@@ -198,9 +198,7 @@ async def store_admit(state: StateStore, deployment: str, images: int, limits: L
 # --- through layer, with Redis ------------------------------------------------------------
 
 
-def openai_layer(
-    fake_url: str, redis_url: str, prefix: str, **settings: Any
-) -> Layer:
+def openai_layer(fake_url: str, redis_url: str, prefix: str, **settings: Any) -> Layer:
     return Layer(
         {
             "ledger": False,
@@ -283,7 +281,15 @@ def test_three_processes_share_60_images_per_minute(
     prefix = f"t{secrets.token_hex(4)}:"
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.state_worker", server.url, redis_server.url, prefix, "40"],
+            [
+                sys.executable,
+                "-m",
+                "tests.state_worker",
+                server.url,
+                redis_server.url,
+                prefix,
+                "40",
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

@@ -82,7 +82,9 @@ class Limits:
     max_concurrency: int | None = None
 
     def __bool__(self) -> bool:
-        return not (self.rpm is None and self.images_per_minute is None and self.max_concurrency is None)
+        return not (
+            self.rpm is None and self.images_per_minute is None and self.max_concurrency is None
+        )
 
     def describe(self) -> str:
         parts = []
@@ -126,7 +128,7 @@ class DeploymentHealth:
         return self.state in DEMOTED
 
     def describe(self) -> str:
-        """"dall-e-3@openai: circuit open for 8 s more after 3 timeouts"."""
+        """ "dall-e-3@openai: circuit open for 8 s more after 3 timeouts"."""
         return f"{self.deployment}: {self.reason}" if self.reason else self.deployment
 
 
@@ -204,7 +206,7 @@ def check_state_url(value: object) -> str:
         value == "memory" or value.startswith(("redis://", "rediss://", "unix://"))
     ):
         raise ValueError(
-            f"state = {value!r}: use \"memory\" (this process) or a Redis URL such as "
+            f'state = {value!r}: use "memory" (this process) or a Redis URL such as '
             '"redis://127.0.0.1:6379/0"'
         )
     return value

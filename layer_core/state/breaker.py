@@ -55,7 +55,7 @@ def seconds(value: float) -> str:
 
 
 def failures(count: int, kind: str) -> str:
-    """"3 timeouts", "1 failure (unavailable)"."""
+    """ "3 timeouts", "1 failure (unavailable)"."""
     words = (_FAILURES if count == 1 else _PLURAL).get(kind, "failures")
     return f"{count} {words}"
 
@@ -74,9 +74,7 @@ def headroom(fields: Fields, limits: Limits) -> int | None:
     return room
 
 
-def health(
-    deployment: str, fields: Fields, limits: Limits, now: float
-) -> DeploymentHealth | None:
+def health(deployment: str, fields: Fields, limits: Limits, now: float) -> DeploymentHealth | None:
     """What `fields` mean at `now`; None for a deployment with no trouble and no limits."""
     room = headroom(fields, limits)
     state: HealthState = "ok"
@@ -85,8 +83,7 @@ def health(
     if now < fields.open_until:
         state, retry_in = "open", fields.open_until - now
         reason = (
-            f"circuit open for {seconds(retry_in)} more after "
-            f"{failures(fields.fails, fields.kind)}"
+            f"circuit open for {seconds(retry_in)} more after {failures(fields.fails, fields.kind)}"
         )
     elif fields.open_until > 0:
         after = failures(fields.fails, fields.kind)
@@ -127,9 +124,7 @@ def _used(fields: Fields, limits: Limits) -> str:
     return ", ".join(parts)
 
 
-def grantable(
-    fields: Fields, limits: Limits, images: int, per_call: int
-) -> tuple[int, int]:
+def grantable(fields: Fields, limits: Limits, images: int, per_call: int) -> tuple[int, int]:
     """(images, calls) of `images` asked in calls of `per_call` that `limits` leave room for."""
     calls = -(-images // per_call)
     if limits.rpm is not None:

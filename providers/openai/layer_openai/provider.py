@@ -240,12 +240,10 @@ def _mapped(exc: BaseException) -> ProviderError | None:
         if exc.code in BILLING_CODES or exc.type in BILLING_CODES:
             return BillingError(message, status=status)
         headers = exc.response.headers
-        return error_for_status(
-            status,
-            message,
-            retry_after=_retry_after(headers.get("retry-after-ms"), headers.get("retry-after"))
-            or (_rate_limit_reset(headers) if status == 429 else None),
-        )
+        retry_after = _retry_after(headers.get("retry-after-ms"), headers.get("retry-after"))
+        if retry_after is None and status == 429:
+            retry_after = _rate_limit_reset(headers)
+        return error_for_status(status, message, retry_after=retry_after)
     if isinstance(exc, openai.APIResponseValidationError | ValueError):
         # a 200 whose body is not the JSON the SDK expects (ValueError: undecodable JSON)
         return malformed_reply(f"the SDK could not read it ({type(exc).__name__})", status=200)
@@ -270,7 +268,9 @@ def _aiohttp_connection_error(exc: BaseException) -> str | None:
 
 
 #: A duration in OpenAI's `x-ratelimit-reset-*` headers: "1s", "6m0s", "20ms", "1h2m3.5s".
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?")
+_DURATION = re.compile(
+    r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?"
+)
 
 
 def _rate_limit_reset(headers: Mapping[str, str]) -> float | None:
