@@ -635,6 +635,8 @@ def explain(ctx: click.Context, /, prompt: str, as_json: bool, **options: Any) -
     """Show the plan for PROMPT (candidates in order, rejections with reasons); calls no one."""
     with _errors():
         layer = _layer(ctx)
+        if layer.state_store.url != "memory":
+            layer.health()  # what the shared store knows, before planning with it
         the_plan = layer.explain(
             options["gate"], _data(prompt, **options), options["model"], _metadata(options["meta"])
         )
@@ -659,6 +661,9 @@ def _plan_dict(the_plan: Plan) -> dict[str, Any]:
                 "price": str(c.price),
                 "estimated_cost": str(c.estimated_cost),
                 "warnings": list(c.warnings),
+                "health": None
+                if c.health is None
+                else {"state": c.health.state, "reason": c.health.reason},
             }
             for c in the_plan.candidates
         ],
@@ -691,7 +696,7 @@ def _print_plan(the_plan: Plan, layer: Layer) -> None:
                 c.model.provider,
                 money(c.price),
                 money(c.estimated_cost),
-                "; ".join(c.warnings),
+                "; ".join(([c.health.describe()] if c.health is not None else []) + [*c.warnings]),
             ]
             for number, c in enumerate(the_plan.candidates, 1)
         ],
@@ -703,6 +708,67 @@ def _print_plan(the_plan: Plan, layer: Layer) -> None:
         console.print("rejected:")
         for r in the_plan.rejected:
             console.print(f"  {r.reason}", markup=False)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+@click.pass_context
+def health(ctx: click.Context, as_json: bool) -> None:
+    """Show every deployment's circuit breaker, cooldown, limits and headroom, from the
+    configured state store (memory: this process, so all closed; Redis: every process's)."""
+    with _errors():
+        layer = _layer(ctx)
+        found, note = layer.health()
+        limits = layer.deployment_limits()
+    store = layer.state_store
+    where = getattr(store, "safe_url", store.url)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "state": where,
+                    "note": note,
+                    "deployments": {
+                        name: {
+                            "state": h.state,
+                            "retry_in": round(h.retry_in, 3),
+                            "reason": h.reason,
+                            "limits": limits[name].describe(),
+                            "headroom": h.headroom,
+                        }
+                        for name, h in found.items()
+                    },
+                },
+                indent=2,
+            )
+        )
+        return
+    console = _console()
+    _table(
+        console,
+        [
+            _Column("deployment"),
+            _Column("state"),
+            _Column("for", right=True),
+            _Column("limits"),
+            _Column("headroom", right=True),
+            _Column("why", whole=False),
+        ],
+        [
+            [
+                name,
+                h.state,
+                f"{h.retry_in:.1f}s" if h.retry_in else "-",
+                limits[name].describe(),
+                "-" if h.headroom is None else str(h.headroom),
+                h.reason or "-",
+            ]
+            for name, h in sorted(found.items())
+        ],
+        title=f"deployment health (state: {where})",
+    )
+    if note is not None:
+        _say(_console(stderr=True), "warning", note)
 
 
 @cli.command()

@@ -22,9 +22,19 @@ from layer_core.errors import ConfigError
 from layer_core.gates import Gate
 from layer_core.ledger import ledger_url
 from layer_core.provider import Provider, ProviderSettings
+from layer_core.state import DEFAULT_PREFIX, DEFAULT_RULES, HealthRules, check_state_url
 from layer_core.validation import describe, unknown_key
 
-TOP_LEVEL_KEYS = ("ledger", "store_prompts", "plugins", "providers", "gates")
+TOP_LEVEL_KEYS = (
+    "ledger",
+    "store_prompts",
+    "state",
+    "state_prefix",
+    "health",
+    "plugins",
+    "providers",
+    "gates",
+)
 PLUGINS_KEYS = ("load",)
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | None
 #: What a `[providers.<name>]` instance may be called (a deployment is ``model@<name>``).
@@ -38,6 +48,11 @@ class LayerConfig:
     source: str
     ledger: str | bool = "sqlite"
     store_prompts: bool = False
+    state: str = "memory"
+    """where live provider state lives: "memory" or a Redis URL (`LAYER_STATE_URL` wins)."""
+    state_prefix: str = DEFAULT_PREFIX
+    health: HealthRules = DEFAULT_RULES
+    """`[health]`: circuit breaker rules of every gate that sets none of its own."""
     load: list[str] | None = None
     plugin_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     instances: dict[str, Instance] = field(default_factory=dict)
@@ -102,6 +117,22 @@ def load_config(config: ConfigSource) -> LayerConfig:
     if not isinstance(store_prompts, bool):
         raise ConfigError(f"{source}: store_prompts must be true or false")
 
+    state = raw.get("state", "memory")
+    try:
+        check_state_url(state)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    state_prefix = raw.get("state_prefix", DEFAULT_PREFIX)
+    if not isinstance(state_prefix, str) or not state_prefix:
+        raise ConfigError(f'{source}: state_prefix must be a non-empty string, e.g. "layer:"')
+    health_raw = raw.get("health", {})
+    if not isinstance(health_raw, Mapping):
+        raise ConfigError(f"{source}: [health] must be a table, e.g. [health] failures = 3")
+    try:
+        health = HealthRules.model_validate(dict(health_raw))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: [health] {describe(exc, HealthRules)}") from None
+
     plugins = raw.get("plugins", {})
     if not isinstance(plugins, Mapping):
         raise ConfigError(f"{source}: [plugins] must be a table")
@@ -132,6 +163,10 @@ def load_config(config: ConfigSource) -> LayerConfig:
             raise ConfigError(f"{source}: [gates.{gate_id}] must be a table")
         if "id" in table:
             raise ConfigError(f"{source}: [gates.{gate_id}] {unknown_key('id', _gate_keys())}")
+        if health_raw or "health" in table:
+            own = table.get("health", {})
+            if isinstance(own, Mapping):  # the gate's keys over [health]'s
+                table = {**table, "health": {**health_raw, **own}}
         try:
             gates[gate_id] = Gate.model_validate({"id": gate_id, **table})
         except ValidationError as exc:
@@ -140,6 +175,9 @@ def load_config(config: ConfigSource) -> LayerConfig:
         source=source,
         ledger=ledger,
         store_prompts=store_prompts,
+        state=state,
+        state_prefix=state_prefix,
+        health=health,
         load=list(load) if load is not None else None,
         plugin_settings=settings,
         instances=instances,

@@ -27,6 +27,7 @@ from layer_core.money import total_cost
 from layer_core.policy import Candidate, Plan
 from layer_core.provider import GenerationCall, Provider
 from layer_core.schema import MAX_SEED, Attempt, ImageOutput, ImageRequest
+from layer_core.state import DEFAULT_RULES, Grant, HealthRules, Limits, StateStore
 
 Notify = Callable[..., None]
 
@@ -111,6 +112,11 @@ def _attempt(
     )
 
 
+def _slot(lease: str | None, call: int) -> str | None:
+    """The name of a call's slot under its deployment's `max_concurrency`."""
+    return None if lease is None else f"{lease}:{call}"
+
+
 @dataclass
 class Outcome:
     """What execution produced: images by slot, every attempt, and warnings to surface."""
@@ -134,6 +140,9 @@ class Executor:
     providers: Mapping[str, Provider]
     notify: Notify
     secrets: Sequence[str] = ()
+    state: StateStore | None = None
+    """where each deployment's breaker, cooldown and limits live (None: not kept)."""
+    rules: HealthRules = DEFAULT_RULES
     outcome: Outcome = field(default_factory=Outcome, init=False)
     """Every attempt so far (also after a cancellation)."""
     delivered: dict[int, ImageOutput] = field(default_factory=dict, init=False)
@@ -149,16 +158,26 @@ class Executor:
             if not missing:
                 break
             per_call = candidate.model.max_images_per_call
+            lease = None
+            if self.state is not None:
+                grant = await self._admit(place, candidate, len(missing))
+                if not grant.images:
+                    continue
+                lease = grant.lease
+                missing = missing[: grant.images]  # the rest moves on to the next candidate
             groups = [missing[i : i + per_call] for i in range(0, len(missing), per_call)]
             if len(groups) == 1:
                 # Most requests are one call: awaited directly, it needs no task and no turn of
                 # the event loop, which gather would spend on it.
-                results = [await self._call(place, groups[0], outcome.attempts)]
+                results = [await self._call(place, groups[0], outcome.attempts, _slot(lease, 0))]
             else:
                 import asyncio  # here, not at the top: `Layer()` itself needs no asyncio
 
                 results = await asyncio.gather(
-                    *(self._call(place, group, outcome.attempts) for group in groups)
+                    *(
+                        self._call(place, group, outcome.attempts, _slot(lease, i))
+                        for i, group in enumerate(groups)
+                    )
                 )
             stop: ProviderError | None = None
             delivered_here = 0
@@ -187,6 +206,54 @@ class Executor:
             raise AllAttemptsFailed(plan.gate_id, outcome.attempts, outcome.images, plan.count)
         return outcome
 
+    async def _admit(self, place: int, candidate: Candidate, wanted: int) -> Grant:
+        """Room on `candidate`'s deployment for `wanted` images, from the state store; what it
+        refuses is recorded as a skipped attempt (no request sent) and moves on. An open or
+        cooling deployment is refused only while a candidate without trouble comes after it:
+        the plan put it there knowing, or learnt it since from another process."""
+        assert self.state is not None
+        settings = self.providers[candidate.instance].settings
+        limits = Limits(settings.rpm, settings.images_per_minute, settings.max_concurrency)
+        later = self.plan.candidates[place + 1 :]
+        allow_open = all(
+            c.model.placeholder or (c.health is not None and c.health.demoted) for c in later
+        )
+        gate = self.gate
+        grant = await self.state.admit(
+            candidate.deployment,
+            images=wanted,
+            per_call=candidate.model.max_images_per_call,
+            limits=limits,
+            allow_open=allow_open,
+            lease_seconds=gate.timeout * (1 + (gate.retries or 1)) + gate.max_retry_wait,
+            watch=[c.deployment for c in self.plan.candidates] if later else (),
+        )
+        if grant.images < wanted:
+            seen = grant.refused
+            if seen is not None:
+                why = seen.describe()
+            else:  # a part fits
+                why = (
+                    f"{candidate.deployment}: only {grant.images} of {wanted} image(s) fit "
+                    f"under its limits ({limits.describe()})"
+                )
+            spec = candidate.model
+            self.outcome.attempts.append(
+                Attempt(
+                    model=spec.id,
+                    provider=spec.provider,
+                    outcome="skipped",
+                    requested=wanted - grant.images,
+                    error="unavailable"
+                    if seen is not None and seen.state in ("open", "probing")
+                    else "rate_limited",
+                    message=f"not sent: {why}",
+                    latency=0.0,
+                    retry_after=seen.retry_in if seen is not None and seen.retry_in else None,
+                )
+            )
+        return grant
+
     def _nothing_else(self, place: int, error: ProviderError) -> bool:
         """Whether the images of a call that failed on candidate `place` with `error` have
         nowhere else to go: the gate stops on this error, or no real model comes after (a
@@ -196,7 +263,7 @@ class Executor:
         return all(later.model.placeholder for later in self.plan.candidates[place + 1 :])
 
     async def _call(
-        self, place: int, slots: list[int], attempts: list[Attempt]
+        self, place: int, slots: list[int], attempts: list[Attempt], lease: str | None = None
     ) -> tuple[list[ImageOutput], ProviderError | None]:
         """One call of `len(slots)` images on candidate `place`, with the gate's retries.
 
@@ -224,12 +291,28 @@ class Executor:
                 images = self._keep(candidate, call, slots, images)
                 if len(images) == call.n:
                     attempts.append(_attempt(candidate, call, images, latency, retry))
+                    if self.state is not None:
+                        self.state.record(
+                            candidate.deployment,
+                            error=None,
+                            retry_after=None,
+                            rules=self.rules,
+                            lease=lease,
+                        )
                     return images, None
                 error = ProviderUnavailable(f"returned {len(images)} of {call.n} images")
             error = self._failed(candidate, call, images, latency, retry, error, attempts)
+            wait = None if images else self._retry_wait(place, error, retry)
+            if self.state is not None:
+                self.state.record(
+                    candidate.deployment,
+                    error=error.kind,
+                    retry_after=getattr(error, "retry_after", None),
+                    rules=self.rules,
+                    lease=lease if wait is None else None,
+                )
             if images:  # a short delivery: keep what came, let the rest move on
                 return images, error
-            wait = self._retry_wait(place, error, retry)
             if wait is None:
                 return [], error
             await asyncio.sleep(wait)

@@ -18,6 +18,7 @@ from layer_core.schema import (
     Size,
     Style,
 )
+from layer_core.state import HealthRules
 
 if TYPE_CHECKING:
     from layer_core.catalog import Catalog
@@ -129,6 +130,13 @@ class Gate(BaseModel):
     )
     fallback_on: tuple[ErrorKind, ...] = DEFAULT_FALLBACK_ON
     budget: Budget | None = None
+    health: HealthRules | None = Field(
+        None,
+        description=(
+            "circuit breaker rules for this gate's requests (failures, cooldown, max_cooldown, "
+            "rate_limit_cooldown); unset: the config's [health]"
+        ),
+    )
 
     @field_validator("fallback_on", mode="before")
     @classmethod

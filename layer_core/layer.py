@@ -36,6 +36,8 @@ from layer_core.schema import (
     ImageRequest,
     ImageResponse,
 )
+from layer_core.state import DeploymentHealth, Limits, StateStore, state_url
+from layer_core.state.stores import open_store
 from layer_core.validation import parse_request
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ class Layer:
     ``Layer(config)`` takes a path to a plugins.toml, a dict of the same shape, or None (then
     ``$LAYER_CONFIG``, ``./plugins.toml``, the user config dir, or built-in defaults).
     ``plugins`` registers extra plugin objects (or `Provider` instances) on this instance only.
+    ``state`` is a store of live provider state to use instead of the config's `state` (e.g. a
+    `MemoryStore` with a test's clock).
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class Layer:
         plugins: Iterable[object] = (),
         load_entry_points: bool = True,
         environ: Mapping[str, str] | None = None,
+        state: StateStore | None = None,
     ) -> None:
         self.config: LayerConfig = load_config(config)
         registry = ProviderRegistry(
@@ -73,6 +78,8 @@ class Layer:
         self._turns: dict[str, bool] = {}
         self._states: dict[str, ProviderState] = {}
         self._runner: LoopThread | None = None
+        self._environ = environ
+        self._store: StateStore | None = state
         self._closed = False
         self._ledger = self._open_ledger(environ)
         self._guard = (
@@ -164,6 +171,34 @@ class Layer:
         gate.check_overrides(request, self._catalog)
         return request, gate
 
+    @property
+    def state_store(self) -> StateStore:
+        """Where each deployment's breaker, cooldown and limits live: this process's memory, or
+        the Redis of `state` / `LAYER_STATE_URL` (connected on first use)."""
+        if self._store is None:
+            url = state_url(self.config.state, self._environ)
+            try:
+                self._store = open_store(url, prefix=self.config.state_prefix)
+            except ValueError as exc:
+                raise ConfigError(f"LAYER_STATE_URL: {exc}") from None
+        return self._store
+
+    def deployment_limits(self) -> dict[str, Limits]:
+        """Every deployment of the catalogue → the limits its provider instance sets."""
+        found = {}
+        for d in self._catalog.deployments():
+            settings = self._host.providers[d.instance].settings
+            found[d.key] = Limits(
+                settings.rpm, settings.images_per_minute, settings.max_concurrency
+            )
+        return found
+
+    def health(self) -> tuple[dict[str, DeploymentHealth], str | None]:
+        """Every deployment's breaker, cooldown and headroom, read from the configured store (a
+        Redis one is asked, which also refreshes what this process plans with), and a note when
+        it could not be reached (then this process's own state is shown)."""
+        return self._run(self.state_store.read(self.deployment_limits()))
+
     def _state(self, gate: Gate, now: datetime, *, advance: bool) -> ProviderState:
         rotation = self._rotation.get(gate.id, 0)
         if advance and self._rotates(gate):
@@ -177,7 +212,8 @@ class Layer:
                 unavailable=self._registry.unavailable, today=today, rotation=rotation
             )
             self._states[gate.id] = state
-        return state
+        health = self.state_store.snapshot()
+        return replace(state, health=health) if health else state
 
     def _rotates(self, gate: Gate) -> bool:
         """Whether the gate's order turns from request to request: round-robin, or a model of
@@ -271,6 +307,8 @@ class Layer:
             providers=self._host.providers,
             notify=self._host.notify,
             secrets=self._registry.secrets,
+            state=self.state_store,
+            rules=gate.health or self.config.health,
         )
 
     def _respond(
@@ -386,6 +424,8 @@ class Layer:
                 await provider.aclose()
             except Exception:
                 log.exception("closing provider %s failed", provider.name)
+        if self._store is not None:
+            await self._store.aclose()
         if self._ledger is not None:
             import asyncio
 

@@ -31,6 +31,7 @@ from layer_core.catalog import (
 from layer_core.gates import Gate
 from layer_core.money import money
 from layer_core.schema import ImageRequest, Quality, Size, Style
+from layer_core.state import DeploymentHealth
 
 DEFAULT_SIZE: Size = "1024x1024"
 #: A model retiring within this many days gets a warning on every response it serves.
@@ -48,6 +49,10 @@ class ProviderState:
     """round-robin position for this gate (the caller advances it)."""
     budget_left: Decimal | None = None
     """USD left in the gate's budget period, when it has a `block` budget."""
+    health: Mapping[str, DeploymentHealth] = field(default_factory=dict)
+    """deployment (``model@instance``) → what the state store knows of it, for those not
+    plainly healthy: an open or cooling circuit, or limits without headroom (`layer_core.state`).
+    """
 
 
 class Candidate(NamedTuple):
@@ -68,6 +73,9 @@ class Candidate(NamedTuple):
     size, seed, prompt, price or the budget left), which a response it serves names in its
     warnings. Models whose provider cannot be called are not among them: they are out for every
     request (`layer explain` and `layer check` say so), not because of this one."""
+    health: DeploymentHealth | None = None
+    """What the state store knows of its deployment when it is not plainly healthy (why it is
+    demoted: "circuit open for 8 s more after 3 timeouts"); None when it is."""
 
     instance: str = ""
     """The provider instance that serves it (the key of `Layer.providers`)."""
@@ -155,6 +163,7 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
                 estimated,
                 warnings,
                 (),
+                None,
                 fit.instance,
                 fit.deployment,
                 fit.weight,
@@ -170,6 +179,8 @@ def plan(request: ImageRequest, gate: Gate, catalog: Catalog, state: ProviderSta
     candidates = _in_order(
         head, placed, stand_ins, stand_in_places, skipped, gate, state, pool.spread
     )
+    if state.health:
+        candidates = by_health(candidates, state.health)
     if pool.unused:
         rejected.extend(pool.unused)
     return Plan(
@@ -304,6 +315,34 @@ def _turn(weights: list[float], rotation: int) -> int:
         if point < 0:
             return index
     return len(weights) - 1
+
+
+def by_health(
+    candidates: tuple[Candidate, ...], health: Mapping[str, DeploymentHealth]
+) -> tuple[Candidate, ...]:
+    """The candidates with what the store knows of each, and those demoted (circuit open or
+    probing, cooling after a 429, no headroom under their limits) moved after every other real
+    model, the one that recovers soonest first: never dropped, so a request whose every
+    deployment is cooling still tries one. Placeholders stay last."""
+    healthy: list[Candidate] = []
+    demoted: list[Candidate] = []
+    stand_ins: list[Candidate] = []
+    for candidate in candidates:
+        seen = health.get(candidate.deployment)
+        if seen is not None:
+            candidate = candidate._replace(health=seen)
+        if candidate.model.placeholder:
+            stand_ins.append(candidate)
+        elif seen is not None and seen.demoted:
+            demoted.append(candidate)
+        else:
+            healthy.append(candidate)
+    demoted.sort(key=_recovers_in)
+    return (*healthy, *demoted, *stand_ins)
+
+
+def _recovers_in(candidate: Candidate) -> float:
+    return candidate.health.retry_in if candidate.health is not None else 0.0
 
 
 def _after(candidate: Candidate, place: int, skipped: list[tuple[int, Rejection]]) -> Candidate:

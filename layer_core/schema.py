@@ -235,7 +235,10 @@ class ImageOutput(_Wire):
         return {"jpeg": "jpg"}.get(sub, sub)
 
 
-AttemptOutcome = Literal["ok", "error"]
+#: "skipped": no request was sent, because the deployment's circuit was open, it was cooling
+#: after a 429, or its configured limits had no room (`message` says which; `requested` is the
+#: images that moved on).
+AttemptOutcome = Literal["ok", "error", "skipped"]
 
 
 def _tenth_of_a_ms(value: float) -> float:

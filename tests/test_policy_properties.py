@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -166,8 +167,8 @@ def test_round_robin_rotates_the_same_candidates(world: Any, turn: int) -> None:
             budget_left=state.budget_left,
         ),
     )
-    real = [c.id for c in base.candidates if not c.model.placeholder]
-    rotated = [c.id for c in other.candidates if not c.model.placeholder]
+    real = [c.deployment for c in base.candidates if not c.model.placeholder]
+    rotated = [c.deployment for c in other.candidates if not c.model.placeholder]
     assert sorted(real) == sorted(rotated)
     if real:
         start = real.index(rotated[0])
@@ -244,3 +245,57 @@ def test_each_candidate_names_the_models_before_it_that_the_request_ruled_out(wo
         )
         for rejection in candidate.skipped:
             assert rejection.warning.startswith(f"{rejection.model} skipped: ")
+
+
+# --- live provider state: demoted, never dropped -------------------------------------------
+
+
+@st.composite
+def troubled_worlds(
+    draw: st.DrawFn, *, every: bool = False
+) -> tuple[ImageRequest, Gate, Catalog, ProviderState]:
+    from layer_core.testing.strategies import deployment_health
+
+    request, gate, catalog, state = draw(worlds())
+    health = draw(deployment_health(catalog, every=every))
+    return request, gate, catalog, replace(state, health=health)
+
+
+def _demoted(candidate: Any) -> bool:
+    return candidate.health is not None and candidate.health.demoted
+
+
+@EXAMPLES
+@given(troubled_worlds())
+def test_an_open_deployment_is_never_ranked_above_a_healthy_one(world: Any) -> None:
+    request, gate, catalog, state = world
+    real = [c for c in plan(request, gate, catalog, state).candidates if not c.model.placeholder]
+    flags = [_demoted(c) for c in real]
+    assert flags == sorted(flags), "every healthy deployment before every demoted one"
+    waits = [c.health.retry_in for c in real if _demoted(c)]
+    assert waits == sorted(waits), "the one that recovers soonest first"
+
+
+@EXAMPLES
+@given(troubled_worlds())
+def test_no_candidate_without_headroom_is_ranked_among_the_healthy(world: Any) -> None:
+    request, gate, catalog, state = world
+    for candidate in plan(request, gate, catalog, state).candidates:
+        health = state.health.get(candidate.deployment)
+        assert candidate.health == health, "each candidate carries what the store knows of it"
+        if health is not None and health.headroom == 0 and not candidate.model.placeholder:
+            assert _demoted(candidate)
+
+
+@EXAMPLES
+@given(troubled_worlds(every=True))
+def test_with_every_deployment_in_trouble_the_plan_keeps_every_candidate(world: Any) -> None:
+    request, gate, catalog, state = world
+    healthy = plan(request, gate, catalog, replace(state, health={}))
+    troubled = plan(request, gate, catalog, state)
+    assert sorted(c.deployment for c in troubled.candidates) == sorted(
+        c.deployment for c in healthy.candidates
+    )
+    assert troubled.rejected == healthy.rejected
+    if healthy.candidates:
+        assert troubled.candidates, "never empty for want of a healthy deployment"

@@ -34,6 +34,7 @@ from layer_core.errors import ERROR_KINDS
 from layer_core.gates import OVERRIDE_FIELDS, ROUTING_STRATEGIES, Gate, GateDefaults
 from layer_core.policy import ProviderState
 from layer_core.schema import MAX_SEED, QUALITIES, SIZES, STYLES, ImageData, ImageRequest
+from layer_core.state import DeploymentHealth, HealthState
 
 __all__ = [
     "catalogs",
@@ -276,9 +277,11 @@ def provider_states(
     outages: bool = True,
     budget: bool = True,
     today: date = TODAY,
+    health: bool = False,
 ) -> ProviderState:
     """Which provider instances of `catalog` are down (unless `outages=False`), a rotation, and
-    maybe the budget left (unless `budget=False`), on `today`."""
+    maybe the budget left (unless `budget=False`), on `today`; with `health`, what the state
+    store knows of some of its deployments (`deployment_health`)."""
     providers = tuple(sorted({d.instance for d in catalog.deployments()}))
     down = draw(_subset(providers)) if providers and outages else ()
     return ProviderState(
@@ -286,7 +289,30 @@ def provider_states(
         today=today,
         rotation=draw(_ROTATIONS),
         budget_left=draw(_BUDGETS_LEFT) if budget else None,
+        health=draw(deployment_health(catalog)) if health else {},
     )
+
+
+_HEALTH_STATES: st.SearchStrategy[HealthState] = st.sampled_from(
+    ("ok", "open", "half_open", "probing", "cooling", "limited")
+)
+
+
+@st.composite
+def deployment_health(
+    draw: st.DrawFn, catalog: Catalog, *, every: bool = False
+) -> dict[str, DeploymentHealth]:
+    """A state store's snapshot of some of `catalog`'s deployments (all of them with `every`):
+    open, probing, cooling or without headroom (demoted), half-open, or with some headroom."""
+    names = tuple(sorted(d.key for d in catalog.deployments()))
+    chosen = names if every else draw(_subset(names))
+    found = {}
+    for name in chosen:
+        state = draw(_HEALTH_STATES)
+        headroom = 0 if state == "limited" else draw(st.none() | st.integers(1, 20))
+        retry_in = 0.0 if state in ("ok", "half_open") else draw(st.floats(0.1, 600))
+        found[name] = DeploymentHealth(name, state, retry_in, f"{state} for a test", headroom)
+    return found
 
 
 # Strategies that depend on an argument, made once per distinct argument.

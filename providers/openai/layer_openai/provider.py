@@ -240,11 +240,10 @@ def _mapped(exc: BaseException) -> ProviderError | None:
         if exc.code in BILLING_CODES or exc.type in BILLING_CODES:
             return BillingError(message, status=status)
         headers = exc.response.headers
-        return error_for_status(
-            status,
-            message,
-            retry_after=_retry_after(headers.get("retry-after-ms"), headers.get("retry-after")),
-        )
+        retry_after = _retry_after(headers.get("retry-after-ms"), headers.get("retry-after"))
+        if retry_after is None and status == 429:
+            retry_after = _rate_limit_reset(headers)
+        return error_for_status(status, message, retry_after=retry_after)
     if isinstance(exc, openai.APIResponseValidationError | ValueError):
         # a 200 whose body is not the JSON the SDK expects (ValueError: undecodable JSON)
         return malformed_reply(f"the SDK could not read it ({type(exc).__name__})", status=200)
@@ -266,6 +265,35 @@ def _aiohttp_connection_error(exc: BaseException) -> str | None:
             return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
         cause = cause.__cause__
     return None
+
+
+#: A duration in OpenAI's `x-ratelimit-reset-*` headers: "1s", "6m0s", "20ms", "1h2m3.5s".
+_DURATION = re.compile(
+    r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?"
+)
+
+
+def _rate_limit_reset(headers: Mapping[str, str]) -> float | None:
+    """When a 429 gave no Retry-After: the reset of the limit OpenAI says is used up
+    (`x-ratelimit-remaining-requests: 0` → `x-ratelimit-reset-requests`, likewise tokens).
+    https://platform.openai.com/docs/guides/rate-limits (headers), read 2026-12-02."""
+    waits = []
+    for what in ("requests", "tokens"):
+        if headers.get(f"x-ratelimit-remaining-{what}", "").strip() == "0":
+            wait = _duration(headers.get(f"x-ratelimit-reset-{what}"))
+            if wait is not None:
+                waits.append(wait)
+    return max(waits) if waits else None
+
+
+def _duration(text: str | None) -> float | None:
+    if not text:
+        return None
+    found = _DURATION.fullmatch(text.strip())
+    if found is None or not any(found.groups()):
+        return None
+    hours, minutes, secs, millis = (float(g) if g else 0.0 for g in found.groups())
+    return hours * 3600 + minutes * 60 + secs + millis / 1000
 
 
 def _retry_after(milliseconds: str | None, header: str | None) -> float | None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import base64
 import functools
 import secrets
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -33,6 +35,7 @@ __all__ = [
     "KEY",
     "ROUTE",
     "OpenAIHarness",
+    "PerModel",
     "api_error",
     "image_file",
     "images_api",
@@ -202,6 +205,26 @@ def _image(request: Recorded, pixels: str, body: Mapping[str, Any]) -> dict[str,
     name = f"img-{secrets.token_hex(8)}.png"
     path = IMAGE_ROUTE.format(pixels=pixels, name=name)
     return {"url": f"http://{request.headers.get('host')}{path}"}
+
+
+class PerModel:
+    """A responder for `ROUTE` that fails per model: `faults[model]` (e.g. `NO_REPLY` for a hang,
+    `api_error(500, ...)`, or a 429 with `Retry-After`) while set, else `images_api`. A test
+    changes `faults` as it goes and reads `hits` (requests received, per model)."""
+
+    def __init__(self, key: str = KEY) -> None:
+        self.key = key
+        self.faults: dict[str, Reply] = {}
+        self.hits: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Recorded) -> Reply:
+        body = request.json()
+        model = body.get("model", "dall-e-2") if isinstance(body, dict) else ""
+        with self._lock:
+            self.hits[model] += 1
+            fault = self.faults.get(model)
+        return fault if fault is not None else images_api(request, key=self.key)
 
 
 def image_file(request: Recorded) -> Reply:
