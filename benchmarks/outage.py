@@ -255,14 +255,16 @@ def report(rows: list[dict[str, Any]], requests: int, timeout: float, after: int
         )
     floors = {r["scenario"]: r for r in rows if r["contender"] == "floor" and "p50_after_s" in r}
     for r in rows:
-        if r["contender"] == "layer" and "p50_after_s" in r and r["scenario"] in floors:
-            if r["scenario"].startswith("hang"):
-                ratio = r["p50_after_s"] / floors[r["scenario"]]["p50_after_s"]
-                out.append("")
-                out.append(
-                    f"Goal, {r['scenario']}: layer's p50 after {after} = {ratio:.1f}× the floor's "
-                    f"(target ≤ 1.5×): {'met' if ratio <= 1.5 else 'not met'}."
-                )
+        scenario = r["scenario"]
+        if r["contender"] == "layer" and "p50_after_s" in r and scenario.startswith("hang"):
+            if scenario not in floors:
+                continue
+            ratio = r["p50_after_s"] / floors[scenario]["p50_after_s"]
+            out.append("")
+            out.append(
+                f"Goal, {scenario}: layer's p50 after {after} = {ratio:.1f}× the floor's "
+                f"(target ≤ 1.5×): {'met' if ratio <= 1.5 else 'not met'}."
+            )
     return "\n".join(out) + "\n"
 
 
