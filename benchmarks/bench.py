@@ -439,6 +439,17 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=HERE / "results" / "bench.md", help="report file (markdown)"
     )
     args = parser.parse_args(argv)
+    if args.workloads == "outage":  # issue 16's outage workload: outage.py, its own report
+        import outage
+
+        requests = max(1, round(60 * (args.requests_scale or (0.1 if args.quick else 1.0))))
+        only = [c for c in (args.only or "layer,router,floor").split(",") if c in outage.CONTENDERS]
+        rows = outage.run_all(only, requests, 2.0, min(10, requests // 2), list(outage.SCENARIOS))
+        text = outage.report(rows, requests, 2.0, min(10, requests // 2))
+        print(text)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        return 0
     scale = args.requests_scale or (0.1 if args.quick else 1.0)
     cold_runs = args.cold_runs or (5 if args.quick else 20)
     contenders = args.only.split(",") if args.only else list(CONTENDERS)

@@ -76,8 +76,30 @@ BAD_REQUEST = _reply(
 )
 
 
+TOO_MANY = _reply(
+    429,
+    "Too Many Requests",
+    {"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
+).replace(b"x-request-id: req_bench\r\n", b"x-request-id: req_bench\r\nretry-after: 30\r\n")
+
+#: The outage workload's primary: --fault makes every images request hang (no reply, ever),
+#: answer 500, or answer 429 with Retry-After: 30. `GET /stats` reports the images requests seen.
+FAULT: str | None = None
+HITS = 0
+HANG = b""
+
+
 def answer(method: bytes, path: bytes, body: bytes) -> bytes:
-    """The reply to one request."""
+    """The reply to one request (HANG: none)."""
+    global HITS
+    if method == b"GET" and path == b"/stats":
+        payload = json.dumps({"hits": HITS, "fault": FAULT}).encode()
+        return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload
+    if method == b"POST" and FAULT is not None:
+        HITS += 1
+        return {"hang": HANG, "500": SERVER_ERROR, "429": TOO_MANY}[FAULT]
+    if method == b"POST" and path.split(b"?", 1)[0] == IMAGES_PATH:
+        HITS += 1
     if method != b"POST" or path.split(b"?", 1)[0] != IMAGES_PATH:
         return NOT_FOUND
     try:
@@ -139,7 +161,9 @@ class FakeOpenAI(asyncio.Protocol):
                 break
             body = bytes(buffer[start : start + length])
             del buffer[: start + length]
-            out.append(answer(parts[0], parts[1], body))
+            reply = answer(parts[0], parts[1], body)
+            if reply:
+                out.append(reply)
             if close:
                 break
         if out and self.transport is not None:
@@ -331,7 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=1, help="self-check client processes")
     parser.add_argument("--connections", type=int, default=8, help="per client process")
     parser.add_argument("--depth", type=int, default=8, help="pipelined requests per connection")
+    parser.add_argument(
+        "--fault", choices=("hang", "500", "429"), help="every images request hangs / 500s / 429s"
+    )
     args = parser.parse_args(argv)
+    global FAULT
+    FAULT = args.fault
     if args.self_check:
         result = self_check(
             clients=args.clients,

@@ -165,3 +165,17 @@ def test_micro_times_layers_own_work_without_io() -> None:
     assert result["requests"] == 20 * 7
     assert 0 < result["min_us"] <= result["median_us"]
     assert result["stand_in_us"] > 0
+
+
+@pytest.mark.parametrize("fault", ["500", "429", "hang"])
+def test_an_outage_cell_counts_the_hits_on_the_dead_primary(fault: str) -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "outage.py"), "--cell=layer", f"--fault={fault}",
+         "--requests=3", "--timeout=0.3", "--after=1"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["status"] == "ok", row
+    assert row["requests"] == 3
+    # the fallback served all three; the fake saw the primary's hits (every one without a breaker)
+    assert 1 <= row["primary_hits"] <= 3
