@@ -132,7 +132,9 @@ class GoogleProvider(Provider[GoogleSettings, "Client"]):
                 reasons.append(item.rai_filtered_reason)
         if not images:
             if reasons or not response.generated_images:
-                why = "; ".join(reasons) or "no image came back (filtered by Google's safety filters)"
+                why = (
+                    "; ".join(reasons) or "no image came back (filtered by Google's safety filters)"
+                )
                 raise ContentRejected(why)
             raise malformed_reply("an image without bytes", status=200)
         size = model.delivered.get(call.size, call.size)
@@ -225,9 +227,14 @@ def _mapped(exc: BaseException) -> ProviderError | None:
         if status == 400 and ("safety" in message.lower() or "blocked" in message.lower()):
             return ContentRejected(message, status=status)
         return error_for_status(status, message, retry_after=_retry_delay(exc.details))
-    if isinstance(exc, TimeoutError) or type(exc).__name__ in ("ReadTimeout", "ConnectTimeout",
-                                                              "TimeoutException", "WriteTimeout",
-                                                              "PoolTimeout", "ServerTimeoutError"):
+    if isinstance(exc, TimeoutError) or type(exc).__name__ in (
+        "ReadTimeout",
+        "ConnectTimeout",
+        "TimeoutException",
+        "WriteTimeout",
+        "PoolTimeout",
+        "ServerTimeoutError",
+    ):
         return ProviderTimeout("the request to Google timed out")
     module = type(exc).__module__
     if module.startswith(("httpx", "aiohttp")):

@@ -44,13 +44,28 @@ KEY = "AIzaSy-test-layer-google-0123456789abcdef"
 PROMPT_TOKENS = 9
 #: Gemini image output tokens per image (gemini-2.5-flash-image: 1290; Gemini 3 Pro at 1K: 1120)
 IMAGE_TOKENS = {"gemini-2.5-flash-image": 1290, "gemini-3-pro-image-preview": 1120}
-_IMAGEN_PIXELS = {"1:1": (1024, 1024), "3:4": (896, 1280), "4:3": (1280, 896),
-                  "9:16": (768, 1408), "16:9": (1408, 768)}
-_GEMINI_PIXELS = {"1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832),
-                  "3:4": (864, 1184), "4:3": (1184, 864), "9:16": (768, 1344),
-                  "16:9": (1344, 768), "21:9": (1536, 672)}
-_IMAGEN_MODELS = ("imagen-4.0-generate-001", "imagen-4.0-ultra-generate-001",
-                  "imagen-4.0-fast-generate-001")
+_IMAGEN_PIXELS = {
+    "1:1": (1024, 1024),
+    "3:4": (896, 1280),
+    "4:3": (1280, 896),
+    "9:16": (768, 1408),
+    "16:9": (1408, 768),
+}
+_GEMINI_PIXELS = {
+    "1:1": (1024, 1024),
+    "2:3": (832, 1248),
+    "3:2": (1248, 832),
+    "3:4": (864, 1184),
+    "4:3": (1184, 864),
+    "9:16": (768, 1344),
+    "16:9": (1344, 768),
+    "21:9": (1536, 672),
+}
+_IMAGEN_MODELS = (
+    "imagen-4.0-generate-001",
+    "imagen-4.0-ultra-generate-001",
+    "imagen-4.0-fast-generate-001",
+)
 
 
 def api_error(status: int, code: str, message: str, *details: Mapping[str, Any]) -> Reply:
@@ -108,13 +123,16 @@ def _predict(model: str, body: Mapping[str, Any]) -> Reply:
         return api_error(400, "INVALID_ARGUMENT", f"sampleCount must be 1 to 4, got {n}.")
     if ratio not in _IMAGEN_PIXELS:
         return api_error(400, "INVALID_ARGUMENT", f"Unsupported aspect ratio: {ratio}.")
-    if "imageSize" in params and (model.endswith("fast-generate-001")
-                                  or params["imageSize"] not in ("1K", "2K")):
+    if "imageSize" in params and (
+        model.endswith("fast-generate-001") or params["imageSize"] not in ("1K", "2K")
+    ):
         return api_error(400, "INVALID_ARGUMENT", f"imageSize is not supported by {model}.")
     if "seed" in params:
         return api_error(400, "INVALID_ARGUMENT", "Seed is not supported in Gemini API.")
-    reason = ("Your current safety filter threshold filtered out the generated image. "
-              "Try rephrasing your prompt.")
+    reason = (
+        "Your current safety filter threshold filtered out the generated image. "
+        "Try rephrasing your prompt."
+    )
     if "BLOCKED" in prompt:
         preds = [{"raiFilteredReason": reason}] if params.get("includeRaiReason") else []
         return Reply(json={"predictions": preds} if preds else {})

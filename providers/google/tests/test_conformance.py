@@ -16,20 +16,27 @@ def failure_reply(failure: Failure, request: Recorded) -> Reply:
     """`failure` as the Gemini API answers it."""
     match failure:
         case "unauthorized":
-            return api_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+            return api_error(
+                401, "UNAUTHENTICATED", "Request had invalid authentication credentials."
+            )
         case "rate_limited":
             return api_error(
                 429,
                 "RESOURCE_EXHAUSTED",
                 "You exceeded your current quota. Please retry in 7s.",
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{RETRY_AFTER}s"},
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{RETRY_AFTER}s",
+                },
             )
         case "server_error":
             return api_error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
         case "billing":
             return api_error(
-                400, "FAILED_PRECONDITION", "Gemini API free tier is not available in your country. "
-                "Please enable billing on your project in Google AI Studio."
+                400,
+                "FAILED_PRECONDITION",
+                "Gemini API free tier is not available in your country. "
+                "Please enable billing on your project in Google AI Studio.",
             )
         case "content_refused" if request.path.endswith(":predict"):
             return Reply(json={"predictions": [{"raiFilteredReason": "filtered by safety"}]})
@@ -38,7 +45,10 @@ def failure_reply(failure: Failure, request: Recorded) -> Reply:
         case "invalid_request":
             return api_error(400, "INVALID_ARGUMENT", "sampleCount must be 1 to 4, got 11.")
         case "malformed":
-            return Reply(body=b'{"predictions": [{"bytesBase64Encoded": "iVBO', content_type="application/json")
+            return Reply(
+                body=b'{"predictions": [{"bytesBase64Encoded": "iVBO',
+                content_type="application/json",
+            )
         case "hang":
             return NO_REPLY
 
