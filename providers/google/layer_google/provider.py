@@ -15,6 +15,7 @@ from pydantic import Field
 
 from layer_core.catalog import ModelSpec
 from layer_core.errors import (
+    BillingError,
     ContentRejected,
     ProviderError,
     ProviderTimeout,
@@ -63,18 +64,10 @@ class GoogleProvider(Provider[GoogleSettings, "Client"]):
 
     name = PROVIDER
     key_env_var = "GEMINI_API_KEY"
+    key_env_fallbacks = ("GOOGLE_API_KEY",)
 
     def models(self) -> list[ModelSpec]:
         return [served.spec for served in self.settings.served().values()]
-
-    def api_key(self) -> str:
-        import os
-
-        if self.settings.api_key is None and not self.settings.api_key_env:
-            fallback = os.environ.get("GOOGLE_API_KEY")
-            if fallback:
-                return fallback
-        return super().api_key()
 
     def make_client(self) -> Client:
         from google.genai import Client, types
@@ -220,9 +213,10 @@ def _mapped(exc: BaseException) -> ProviderError | None:
     if isinstance(exc, errors.APIError):
         status = exc.code
         message = exc.message or exc.status or f"HTTP {status}"
-        if status == 400 and exc.status == "FAILED_PRECONDITION" or "billing" in message.lower():
-            from layer_core.errors import BillingError
-
+        # Google's 400 FAILED_PRECONDITION is an account that must enable billing (or a country
+        # without a free tier), Vertex's 403 BILLING_DISABLED a project without billing; a 429's
+        # "check your plan and billing details" is a rate limit, not this.
+        if exc.status == "FAILED_PRECONDITION" or (status == 403 and "billing" in message.lower()):
             return BillingError(message, status=status)
         if status == 400 and ("safety" in message.lower() or "blocked" in message.lower()):
             return ContentRejected(message, status=status)
