@@ -234,6 +234,8 @@ def provider_settings(
     if settings.api_key is None:
         var = settings.api_key_env or provider.key_env_var
         value = env.get(var) if var else None
+        if not value and settings.api_key_env is None:  # e.g. Google's GOOGLE_API_KEY
+            value = next((env[v] for v in provider.key_env_fallbacks if env.get(v)), None)
         if value:
             settings = settings.model_copy(update={"api_key": SecretStr(value)})
     return settings

@@ -128,6 +128,8 @@ class Provider(ABC, Generic[SettingsT, ClientT]):
 
     name: ClassVar[str]
     key_env_var: ClassVar[str | None] = None
+    #: More variables the key is read from, in order, when `key_env_var` is unset.
+    key_env_fallbacks: ClassVar[tuple[str, ...]] = ()
     #: The settings model: the first type parameter (`Provider[MySettings]`), set for you.
     Settings: ClassVar[type[ProviderSettings]] = ProviderSettings
     #: This provider's settings, validated (set by `configure`; the model's defaults before).

@@ -9,6 +9,13 @@ plugins that are loaded. tests/test_shipped.py keeps it in step with the provide
 from __future__ import annotations
 
 SHIPPED_MODELS: dict[str, tuple[str, ...]] = {
+    "google": (
+        "imagen-4.0-generate-001",
+        "imagen-4.0-ultra-generate-001",
+        "imagen-4.0-fast-generate-001",
+        "gemini-2.5-flash-image",
+        "gemini-3-pro-image-preview",
+    ),
     "local": ("local",),
     "openai": (
         "dall-e-2",
