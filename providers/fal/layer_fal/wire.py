@@ -17,6 +17,7 @@ Imported on the first call (it imports httpx and fal-client), never at plugin lo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ import httpx
 from fal_client import AsyncClient
 from fal_client.client import USER_AGENT
 
-from layer_core.errors import ContentRejected, ProviderError
+from layer_core.errors import BillingError, ContentRejected, ProviderError
 from layer_core.provider import error_for_response, error_text, httpx_errors
 
 __all__ = ["FAL_DOMAINS", "FalTransport", "connect", "pointed"]
@@ -34,6 +35,8 @@ __all__ = ["FAL_DOMAINS", "FalTransport", "connect", "pointed"]
 FAL_DOMAINS = ("fal.run", "fal.ai", "falrun.com", "fal.media")
 #: The `type` of a model's error entry when its content policy refused the input or the output.
 REFUSAL = "content_policy_violation"
+#: How fal words a 403 for an account locked until its balance is topped up.
+LOCKED = re.compile(r"exhausted balance|user is locked", re.IGNORECASE)
 
 
 def connect(key: str, base_url: str | None) -> tuple[AsyncClient, httpx.AsyncClient]:
@@ -93,8 +96,11 @@ class FalTransport(httpx.AsyncBaseTransport):
 
 def _error(response: httpx.Response) -> ProviderError:
     """Layer's error for an error reply: a refusal by the model's content policy (a 422 whose
-    detail says `content_policy_violation`) is `ContentRejected`; any other by its status."""
+    detail says `content_policy_violation`) is `ContentRejected`, an account fal locked for its
+    exhausted balance (a 403) `BillingError`; any other by its status."""
     text = error_text(response, words)
+    if response.status_code == 403 and LOCKED.search(text):
+        return BillingError(text, status=response.status_code)
     try:
         detail = response.json().get("detail")
     except (ValueError, AttributeError):
