@@ -37,6 +37,7 @@ CHECKS = [
         "providers/openai/layer_openai",
         "providers/stability/layer_stability",
         "providers/replicate/layer_replicate",
+        "providers/fal/layer_fal",
         "examples/layer-acme/layer_acme",
     ],
 ]

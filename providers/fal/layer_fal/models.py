@@ -108,7 +108,9 @@ class FalModel:
         fitted = _fit(self.entry, size)
         if fitted is None:  # the core sends only the sizes the spec lists
             raise InvalidProviderRequest(
-                f"size {size} is not one {self.spec.id} lists", provider=PROVIDER, model=self.spec.id
+                f"size {size} is not one {self.spec.id} lists",
+                provider=PROVIDER,
+                model=self.spec.id,
             )
         return fitted
 

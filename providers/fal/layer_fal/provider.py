@@ -129,9 +129,7 @@ class FalProvider(Provider[FalSettings, _Connection]):
         task.add_done_callback(self._cancels.discard)
         await asyncio.shield(task)
 
-    def _images(
-        self, model: FalModel, call: GenerationCall, result: Any
-    ) -> list[ImageOutput]:
+    def _images(self, model: FalModel, call: GenerationCall, result: Any) -> list[ImageOutput]:
         if not isinstance(result, dict) or not isinstance(result.get("images"), list):
             raise malformed_reply(f"no images in the result: {str(result)[:200]}")
         flags = result.get("has_nsfw_concepts") or []
@@ -142,7 +140,9 @@ class FalProvider(Provider[FalSettings, _Connection]):
             if index < len(flags) and flags[index] is True:
                 blanked += 1  # fal returns a black image in its place: never a success
                 continue
-            images.append(self._image(model, item, seed))
+            images.append(
+                self._image(model, item, seed, priced=call.model.prices == model.spec.prices)
+            )
         if blanked and not images:
             raise ContentRejected(
                 f"fal's safety checker flagged {_count(blanked)} as NSFW (has_nsfw_concepts)"
@@ -156,7 +156,10 @@ class FalProvider(Provider[FalSettings, _Connection]):
             )
         return images
 
-    def _image(self, model: FalModel, item: Any, seed: int | None) -> ImageOutput:
+    def _image(self, model: FalModel, item: Any, seed: int | None, priced: bool) -> ImageOutput:
+        """One image of the result. `priced`: the catalogue entry is the shipped one, so a
+        per-megapixel model's cost is worked out from the pixels delivered (with prices
+        overridden in plugins.toml, the overriding table price is the cost)."""
         if not isinstance(item, dict) or not isinstance(item.get("url"), str):
             raise malformed_reply(f"an image without a url: {str(item)[:200]}")
         from layer_fal.wire import pointed
@@ -166,7 +169,7 @@ class FalProvider(Provider[FalSettings, _Connection]):
         fields: dict[str, Any] = {}
         if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
             fields = {"size": f"{width}x{height}", "size_source": "provider"}
-            cost = model.cost(width, height)
+            cost = model.cost(width, height) if priced else None
             if cost is not None:
                 fields.update(cost_exact=cost, cost_source="provider_usage")
         mime = item.get("content_type")

@@ -133,15 +133,18 @@ class Schema:
         if not isinstance(given.get("prompt"), str) or not given["prompt"]:
             found.append((("prompt",), "Field required", "missing"))
         count = given.get("num_images")
-        if self.num_images is not None and count is not None:
-            if not isinstance(count, int) or not 1 <= count <= self.num_images:
-                found.append(
-                    (
-                        ("num_images",),
-                        f"Input should be less than or equal to {self.num_images}",
-                        "less_than_equal",
-                    )
+        if (
+            self.num_images is not None
+            and count is not None
+            and (not isinstance(count, int) or not 1 <= count <= self.num_images)
+        ):
+            found.append(
+                (
+                    ("num_images",),
+                    f"Input should be less than or equal to {self.num_images}",
+                    "less_than_equal",
                 )
+            )
         seed = given.get("seed")
         if self.seed and seed is not None and (not isinstance(seed, int) or seed < 0):
             found.append((("seed",), "Input should be a valid integer", "int_type"))
@@ -163,6 +166,8 @@ class Schema:
                 raise _Invalid((("aspect_ratio",), "Input should be one of the ratios", "enum"))
             return self.ratios[ratio]
         size = given.get("image_size", self.default_size)
+        width: Any
+        height: Any
         if isinstance(size, str):
             if size not in PRESETS:
                 raise _Invalid((("image_size",), "Input should be a preset", "enum"))
@@ -189,7 +194,8 @@ class Schema:
                             "greater_than_equal",
                         )
                     )
-            assert isinstance(width, int) and isinstance(height, int)
+            assert isinstance(width, int)
+            assert isinstance(height, int)
         else:
             raise _Invalid((("image_size",), "Input should be a preset or an object", "type"))
         if self.resolutions and (width, height) not in self.resolutions:
@@ -425,9 +431,10 @@ class FakeFal:
                 if polls is not None and queued.polled > polls:
                     self._complete(queued)
             if not queued.completed:
-                body = {"status": "IN_PROGRESS", "logs": None, **self._urls(queued)}
-                return Reply(202, json=body)
-            body = {"status": "COMPLETED", "logs": None, "metrics": {"inference_time": 0.4}}
+                running = {"status": "IN_PROGRESS", "logs": None, **self._urls(queued)}
+                return Reply(202, json=running)
+            body: dict[str, Any] = {"status": "COMPLETED", "logs": None}
+            body["metrics"] = {"inference_time": 0.4}
             failure = queued.result if queued.result and queued.result.status >= 400 else None
             if failure is not None:
                 detail = (failure.json or {}).get("detail")

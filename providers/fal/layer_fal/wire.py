@@ -61,7 +61,7 @@ class _FalClient(AsyncClient):
         super().__init__(key=None)
         self._http = http
 
-    @property  # type: ignore[override]
+    @property
     def _client(self) -> Awaitable[httpx.AsyncClient]:
         return self._ours()
 

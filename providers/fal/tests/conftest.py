@@ -47,7 +47,9 @@ def rig() -> Iterator[Rig]:
         fake = FakeFal(server, key=KEY)
         provider = FalProvider()
         table = {"base_url": server.url, **FAST_POLLS}
-        provider.configure(provider_settings(provider, table, source="test", environ={"FAL_KEY": KEY}))
+        provider.configure(
+            provider_settings(provider, table, source="test", environ={"FAL_KEY": KEY})
+        )
         yield provider, fake
 
 

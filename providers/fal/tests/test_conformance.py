@@ -26,16 +26,26 @@ SUBMITS: dict[Failure, Reply] = {
     "unauthorized": UNAUTHORIZED,
     # fal locks an account whose balance ran out, with a 403
     "billing": error(
-        403, "User is locked. Reason: Exhausted balance. Top up your balance at fal.ai/dashboard/billing."
+        403,
+        "User is locked. Reason: Exhausted balance. "
+        "Top up your balance at fal.ai/dashboard/billing.",
     ),
-    "malformed": Reply(200, body=b'{"request_id": "req-9", "status_ur', content_type="application/json"),
+    "malformed": Reply(
+        200, body=b'{"request_id": "req-9", "status_ur', content_type="application/json"
+    ),
 }
 #: Failures that come as the request's own end.
 RUNS: dict[Failure, Run] = {
     "content_refused": Run(nsfw=(0, 1, 2, 3, 4, 5, 6, 7)),
     "invalid_request": Run(
         failure=validation_error(
-            [(("image_size", "width"), "Input should be less than or equal to 1440", "less_than_equal")]
+            [
+                (
+                    ("image_size", "width"),
+                    "Input should be less than or equal to 1440",
+                    "less_than_equal",
+                )
+            ]
         )
     ),
     "hang": Run(polls=None),

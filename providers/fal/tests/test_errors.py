@@ -41,7 +41,10 @@ def _raised(generate: Generate, model: str = "fal-flux-schnell", **fields: objec
         (error(403, "User is locked. Reason: Exhausted balance."), BillingError),
         (error(429, "Too many concurrent requests", **{"Retry-After": "3"}), RateLimited),
         (error(500, "Internal server error", "internal_error"), ProviderUnavailable),
-        (error(503, "No runner could be allocated", "runner_scheduling_failure"), ProviderUnavailable),
+        (
+            error(503, "No runner could be allocated", "runner_scheduling_failure"),
+            ProviderUnavailable,
+        ),
         (error(504, "Request timed out", "request_timeout"), ProviderTimeout),
     ],
 )
@@ -56,22 +59,29 @@ def test_an_http_error_on_submit_is_one_core_error_after_one_request(
     assert reply.json["detail"] in raised.message  # fal's own words
     assert len(fake.submits()) == 1  # fal-client's retries (10 tries on 429) never ran
     if expected is RateLimited:
-        assert isinstance(raised, RateLimited) and raised.retry_after == 3
+        assert isinstance(raised, RateLimited)
+        assert raised.retry_after == 3
 
 
 def test_a_wrong_key_is_refused_by_the_fake_as_by_fal(rig: Rig, generate: Generate) -> None:
     _, fake = rig
     fake.key = "another-key"
     raised = _raised(generate)
-    assert isinstance(raised, AuthenticationFailed) and raised.status == 401
+    assert isinstance(raised, AuthenticationFailed)
+    assert raised.status == 401
 
 
 def test_a_422_from_the_model_names_the_field_it_rejected(rig: Rig, generate: Generate) -> None:
     _, fake = rig
-    problem = (("image_size", "width"), "Input should be less than or equal to 1440", "less_than_equal")
+    problem = (
+        ("image_size", "width"),
+        "Input should be less than or equal to 1440",
+        "less_than_equal",
+    )
     fake.next(Run(failure=validation_error([problem])))
     raised = _raised(generate)
-    assert isinstance(raised, InvalidProviderRequest) and raised.status == 422
+    assert isinstance(raised, InvalidProviderRequest)
+    assert raised.status == 422
     assert "image_size.width: Input should be less than or equal to 1440" in raised.message
     assert not fake.cancelled  # it had completed: nothing to cancel
 
@@ -111,7 +121,9 @@ def test_a_failed_status_poll_cancels_the_request(rig: Rig, generate: Generate) 
     assert fake.cancelled == [request]
 
 
-def test_a_dropped_connection_is_provider_unavailable_after_one_try(rig: Rig, generate: Generate) -> None:
+def test_a_dropped_connection_is_provider_unavailable_after_one_try(
+    rig: Rig, generate: Generate
+) -> None:
     _, fake = rig
     fake.answer_next(Reply(drop=True))
     raised = _raised(generate)
@@ -154,7 +166,9 @@ def test_a_malformed_result_is_provider_unavailable(
 def test_an_unknown_queue_status_is_a_malformed_reply(rig: Rig, generate: Generate) -> None:
     _, fake = rig
     fake.next(Run(polls=None))
-    fake.server.add("GET", "/fal-ai/flux/requests/{id}/status", Reply(200, json={"status": "WEIRD"}))
+    fake.server.add(
+        "GET", "/fal-ai/flux/requests/{id}/status", Reply(200, json={"status": "WEIRD"})
+    )
     raised = _raised(generate)
     assert isinstance(raised, ProviderUnavailable)
     assert raised.message.startswith("malformed reply")
@@ -167,7 +181,14 @@ def test_the_key_is_in_no_repr_and_no_error(rig: Rig, generate: Generate, key: s
     from layer_fal.wire import connect
 
     fal, http = connect(key, None)
-    shown = [repr(provider), repr(provider.settings), str(raised), repr(raised), repr(fal), repr(http)]
+    shown = [
+        repr(provider),
+        repr(provider.settings),
+        str(raised),
+        repr(raised),
+        repr(fal),
+        repr(http),
+    ]
     assert not [text for text in shown if key in text]
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from decimal import Decimal
-
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 from layer_fal import MODELS, FalProvider
@@ -30,7 +29,9 @@ def test_1536x1024_is_submitted_and_delivered_exactly(rig: Rig, generate: Genera
     assert (image.size, image.size_source) == ("1536x1024", "provider")
 
 
-def test_every_queue_request_goes_to_the_base_url_with_the_key(rig: Rig, generate: Generate, key: str) -> None:
+def test_every_queue_request_goes_to_the_base_url_with_the_key(
+    rig: Rig, generate: Generate, key: str
+) -> None:
     _, fake = rig
     generate("fal-flux-dev", size="1024x1024")
     paths = [(r.method, r.path) for r in fake.server.requests]
@@ -41,14 +42,17 @@ def test_every_queue_request_goes_to_the_base_url_with_the_key(rig: Rig, generat
     assert {r.headers["authorization"] for r in fake.server.requests} == {f"Key {key}"}
 
 
-def test_enable_safety_checker_is_sent_on_where_the_model_takes_it(rig: Rig, generate: Generate) -> None:
+def test_enable_safety_checker_is_sent_on_where_the_model_takes_it(
+    rig: Rig, generate: Generate
+) -> None:
     _, fake = rig
     generate("fal-sd3.5-large")
     generate("fal-recraft-v3")
     sd, recraft = (r.input for r in fake.submitted)
     assert sd["enable_safety_checker"] is True
     assert "enable_safety_checker" not in recraft  # Recraft's schema has no such input
-    assert "num_images" not in recraft and "seed" not in recraft
+    assert "num_images" not in recraft
+    assert "seed" not in recraft
 
 
 def test_a_model_that_cannot_make_1536x1024_is_asked_for_its_nearest_exact_3_2(
@@ -115,7 +119,9 @@ def test_the_table_price_of_a_size_is_what_its_delivered_pixels_cost() -> None:
             assert model.spec.price(None, size) == model.cost(width, height), (model.spec.id, size)
 
 
-def test_a_request_the_model_flags_entirely_is_content_rejected(rig: Rig, generate: Generate) -> None:
+def test_a_request_the_model_flags_entirely_is_content_rejected(
+    rig: Rig, generate: Generate
+) -> None:
     _, fake = rig
     fake.next(Run(nsfw=(0, 1)))
     with pytest.raises(ContentRejected, match="has_nsfw_concepts"):
@@ -136,7 +142,9 @@ def test_flagged_images_are_dropped_with_a_warning_and_never_returned_as_success
     assert "1 image of fal-flux-schnell flagged as NSFW" in caplog.text
 
 
-def test_a_short_delivery_through_the_layer_moves_the_rest_on(make_layer: MakeLayer, rig: Rig) -> None:
+def test_a_short_delivery_through_the_layer_moves_the_rest_on(
+    make_layer: MakeLayer, rig: Rig
+) -> None:
     _, fake = rig
     fake.next(Run(nsfw=(0,)), Run())
     layer = make_layer({"g": {"model": "fal-flux-schnell", "fallback_models": ["fal-flux-dev"]}})
@@ -151,7 +159,8 @@ def test_the_queue_is_polled_until_it_completes(rig: Rig, generate: Generate) ->
     fake.next(Run(polls=3))
     (image,) = generate("fal-flux-schnell")
     request = fake.submitted[0]
-    assert request.polled == 4 and request.completed
+    assert request.polled == 4
+    assert request.completed
     assert image.url.endswith(request.files[0])
 
 
@@ -174,3 +183,11 @@ def test_a_request_still_running_at_the_timeout_is_cancelled_on_fal(rig: Rig) ->
     assert fake.cancelled == [request]
     (cancel,) = [r for r in fake.server.requests if r.method == "PUT"]
     assert cancel.path == f"/fal-ai/flux/requests/{request.id}/cancel"
+
+
+def test_a_price_overridden_in_plugins_toml_is_the_cost(make_layer: MakeLayer) -> None:
+    layer = make_layer(
+        {"g": {"model": "fal-flux-dev"}}, prices={"fal-flux-dev": {"*/1536x1024": 0.07}}
+    )
+    (image,) = layer.image("g", {"prompt": "a fox", "size": "1536x1024"}).images
+    assert (image.cost_exact, image.cost_source) == (Decimal("0.07"), "price_table")
