@@ -129,7 +129,7 @@ def test_models_with_an_unknown_provider_says_which_exist() -> None:
     assert_error(
         result,
         EXIT_BAD_INPUT,
-        "--provider: no provider named 'nope'; providers: local, openai, replicate, stability",
+        "--provider: no provider named 'nope'; providers: fal, local, openai, replicate, stability",
     )
     close = run("models", "--provider", "opnai")
     assert_error(close, EXIT_BAD_INPUT, "no provider named 'opnai'; did you mean 'openai'?")
