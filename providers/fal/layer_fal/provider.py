@@ -4,14 +4,8 @@ A call submits the request, polls its status with backoff until it is COMPLETED,
 result. If the attempt ends any other way (the gate's timeout cancels it, a poll fails), the
 request is cancelled on fal before the error goes on, so nothing keeps running and billing.
 
-Pointing fal-client elsewhere. fal-client 1.0 builds every queue URL from a module constant,
-`https://{FAL_QUEUE_RUN_HOST}/`, where the host is read from the environment once, at import, and
-the scheme is always https; `AsyncClient` takes no base URL, transport or HTTP client. What it
-does let through is the `httpx.AsyncClient` a request goes out on (its request handles are built
-with one). So `_FalClient` hands it ours, whose transport (`_Transport`) is the seam: it sends
-the requests for fal's hosts to `base_url` when one is set, and turns an HTTP error into layer's
-error before fal-client sees it, which also keeps fal-client's own retries (ten tries on 429 and
-on connection errors) from running: the router is the only retry loop.
+fal-client cannot be pointed at another host through its API, nor have its retries turned off;
+`layer_fal.wire` says why, and how the plugin does both through the HTTP client it hands it.
 
 fal-client is imported on the first call, never at plugin load.
 """
