@@ -38,6 +38,7 @@ CHECKS = [
         "providers/stability/layer_stability",
         "providers/replicate/layer_replicate",
         "providers/google/layer_google",
+        "providers/fal/layer_fal",
         "examples/layer-acme/layer_acme",
     ],
 ]

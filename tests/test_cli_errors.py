@@ -130,7 +130,7 @@ def test_models_with_an_unknown_provider_says_which_exist() -> None:
         result,
         EXIT_BAD_INPUT,
         "--provider: no provider named 'nope'; "
-        "providers: google, local, openai, replicate, stability",
+        "providers: fal, google, local, openai, replicate, stability",
     )
     close = run("models", "--provider", "opnai")
     assert_error(close, EXIT_BAD_INPUT, "no provider named 'opnai'; did you mean 'openai'?")

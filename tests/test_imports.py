@@ -10,25 +10,14 @@ from pathlib import Path
 
 HEAVY = ("pydantic", "pluggy", "httpx", "click", "rich", "PIL", "pytest", "_pytest", "hypothesis")
 SDKS = (
-    "openai",
-    "google",
-    "replicate",
-    "stability_sdk",
-    "grpc",
-    "PIL",
-    "httpx",
-    "aiohttp",
-    "rich",
-    "click",
+    *("openai", "google", "replicate", "stability_sdk", "grpc", "fal_client"),
+    *("PIL", "httpx", "aiohttp", "rich", "click"),
 )
-#: The plugins of the development environment (the core's built-in one and the four providers
+#: The plugins of the development environment (the core's built-in one and the providers
 #: installed), each with a provider SDK or library of its own.
 PLUGINS = (
-    "layer_core.builtin.local",
-    "layer_openai",
-    "layer_google",
-    "layer_replicate",
-    "layer_stability",
+    *("layer_core.builtin.local", "layer_openai", "layer_google", "layer_replicate"),
+    *("layer_stability", "layer_fal"),
 )
 TEST_KIT = ("pytest", "_pytest", "hypothesis")
 
@@ -47,14 +36,14 @@ def test_importing_layer_core_imports_nothing_heavy() -> None:
 
 def test_building_a_layer_imports_no_provider_sdk() -> None:
     modules = imported_after("from layer_core import Layer; Layer({'ledger': False})")
-    assert set(PLUGINS) <= modules, "the five plugins are loaded"
+    assert set(PLUGINS) <= modules, "every plugin is loaded"
     assert not {m for m in modules if m.split(".")[0] in SDKS + TEST_KIT}
 
 
 def test_the_default_layer_imports_no_provider_sdk() -> None:
     """`Layer()` as an app first writes it: every plugin, the default config and ledger."""
     modules = imported_after("from layer_core import Layer; Layer()")
-    assert set(PLUGINS) <= modules, "the five plugins are loaded"
+    assert set(PLUGINS) <= modules, "every plugin is loaded"
     assert not {m for m in modules if m.split(".")[0] in SDKS + TEST_KIT}
 
 
@@ -88,5 +77,5 @@ def test_building_a_layer_imports_no_asyncio() -> None:
     """asyncio (with ssl, sockets and subprocesses) is most of a tenth of a cold `Layer()`, and
     building one runs nothing async: modules that need it import it where they use it."""
     modules = imported_after("from layer_core import Layer; Layer()")
-    assert set(PLUGINS) <= modules, "the five plugins are loaded"
+    assert set(PLUGINS) <= modules, "every plugin is loaded"
     assert "asyncio" not in modules

@@ -46,7 +46,7 @@ PAGES = sorted(
 TYPED_IN = {TUTORIAL: EXAMPLE, ROOT / EXAMPLE / "README.md": EXAMPLE}
 #: The distributions of this repository: core, providers, and the example plugin.
 PROJECTS = [Path("."), *sorted(p.relative_to(ROOT) for p in ROOT.glob("providers/*")), EXAMPLE]
-SECRETS = ("OPENAI_API_KEY", "REPLICATE_API_TOKEN", "STABILITY_API_KEY", "ACME_API_KEY")
+SECRETS = ("OPENAI_API_KEY", "REPLICATE_API_TOKEN", "STABILITY_API_KEY", "FAL_KEY", "ACME_API_KEY")
 
 
 # --- reading the docs ---------------------------------------------------------------------------

@@ -142,6 +142,7 @@ def test_the_shipped_providers_and_the_example_are_written_to_the_current_contra
     code = (
         "import sys; sys.path.insert(0, 'examples/layer-acme');"
         "import layer_core.builtin.local, layer_openai, layer_replicate, layer_stability;"
+        "import layer_fal;"
         "import layer_acme"
     )
     done = subprocess.run(

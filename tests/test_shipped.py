@@ -31,4 +31,5 @@ def test_a_name_belongs_to_one_plugin() -> None:
     names = [name for names in SHIPPED_MODELS.values() for name in names]
     assert len(names) == len(set(names))
     assert shipped_plugin("black-forest-labs/flux-schnell") == "replicate"
+    assert shipped_plugin("fal-ai/flux/schnell") == "fal"
     assert shipped_plugin("acme-1") is None
