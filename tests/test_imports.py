@@ -10,6 +10,8 @@ from pathlib import Path
 
 HEAVY = ("pydantic", "pluggy", "httpx", "click", "rich", "PIL", "pytest", "_pytest", "hypothesis")
 SDKS = ("openai", "replicate", "stability_sdk", "grpc", "PIL", "httpx", "aiohttp", "rich", "click")
+#: the gateway's server stack (`layer serve`), never loaded by a `Layer`
+SERVER = ("fastapi", "starlette", "uvicorn", "prometheus_client")
 #: The plugins of the development environment (the core's built-in one and the three providers
 #: installed), each with a provider SDK or library of its own.
 PLUGINS = ("layer_core.builtin.local", "layer_openai", "layer_replicate", "layer_stability")
@@ -38,7 +40,7 @@ def test_the_default_layer_imports_no_provider_sdk() -> None:
     """`Layer()` as an app first writes it: every plugin, the default config and ledger."""
     modules = imported_after("from layer_core import Layer; Layer()")
     assert set(PLUGINS) <= modules, "the four plugins are loaded"
-    assert not {m for m in modules if m.split(".")[0] in SDKS + TEST_KIT}
+    assert not {m for m in modules if m.split(".")[0] in SDKS + TEST_KIT + SERVER}
 
 
 def test_the_test_helpers_need_no_test_framework_until_asked() -> None:

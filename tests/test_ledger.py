@@ -444,7 +444,9 @@ def _closed_port() -> int:
 def test_grouping_on_an_unknown_dimension_is_refused_with_the_choices() -> None:
     acme = two_model_provider()
     with layer_with(acme, gates={"g": {"model": "primary"}}, ledger="memory") as layer:
-        with pytest.raises(ValueError, match=r"gate, model, provider, day, status or meta.<key>"):
+        with pytest.raises(
+            ValueError, match=r"gate, model, provider, day, status, key or meta.<key>"
+        ):
             layer.costs(by="colour")
         with pytest.raises(ValueError, match="not a time"):
             layer.costs(since="last tuesday")

@@ -63,6 +63,7 @@ class SpoolLine(TypedDict):
     meta: dict[str, Any]
     attempts: list[Attempt]
     prompt: str | None
+    key_name: NotRequired[str | None]
     hold: NotRequired[Hold | None]
 
 
