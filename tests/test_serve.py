@@ -9,8 +9,11 @@ import base64
 import functools
 import hashlib
 import json
+import os
+import shutil
 import signal
 import sqlite3
+import subprocess
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +202,65 @@ async def test_a_key_over_its_rate_is_a_rate_limit_error(gateway: Gateway) -> No
     assert served <= 4
     assert int(refused[0].response.headers["retry-after"]) >= 1
     assert refused[0].code == "rate_limited"
+
+
+# --- the official OpenAI SDK for Node ----------------------------------------------------------
+
+NODE_CLIENT = Path(__file__).with_name("node") / "openai_client.mjs"
+#: the major version of the `openai` npm package the test installs
+NODE_OPENAI = "openai@7"
+REQUIRE_NODE = os.environ.get("LAYER_REQUIRE_NODE", "").strip() in ("1", "true", "yes")
+
+
+def _no_node(reason: str) -> None:
+    if REQUIRE_NODE:
+        pytest.fail(f"{reason}; LAYER_REQUIRE_NODE=1 makes the Node test mandatory")
+    pytest.skip(f"{reason} (set LAYER_REQUIRE_NODE=1 to make this a failure)")
+
+
+@pytest.fixture(scope="module")
+def node_openai(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the `openai` npm package installed from the npm registry."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        _no_node("node and npm are not installed")
+    folder = tmp_path_factory.mktemp("node")
+    (folder / "package.json").write_text('{"private": true, "type": "module"}')
+    done = subprocess.run(
+        [str(npm), "install", "--no-audit", "--no-fund", "--silent", NODE_OPENAI],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        _no_node(f"npm install {NODE_OPENAI} failed: {done.stderr.strip()[-500:]}")
+    shutil.copy(NODE_CLIENT, folder / NODE_CLIENT.name)
+    return folder
+
+
+def test_the_openai_npm_package_generates_through_a_gate(
+    gateway: Gateway, node_openai: Path
+) -> None:
+    done = subprocess.run(
+        ["node", NODE_CLIENT.name],
+        cwd=node_openai,
+        env={**os.environ, "LAYER_BASE_URL": f"{gateway.url}/v1", "LAYER_KEY": gateway.app_key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    generated, refused, listed = (json.loads(line) for line in done.stdout.splitlines())
+    assert generated == {
+        "images": 1,
+        "png": "PNG",
+        "revised": "revised: a fox from node",
+        "cost": "0.04",
+        "model": "dall-e-3",
+    }
+    assert refused == {"error": "PermissionDeniedError", "denied": True, "status": 403}
+    assert listed == {"models": ["art", "capped", "drafts", "mixed"]}
 
 
 # --- the seed's wire format --------------------------------------------------------------------
