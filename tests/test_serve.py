@@ -10,10 +10,12 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +215,21 @@ async def test_a_key_over_its_rate_is_a_rate_limit_error(gateway: Gateway) -> No
     assert served <= 4
     assert int(refused[0].response.headers["retry-after"]) >= 1
     assert refused[0].code == "rate_limited"
+
+
+def test_the_docs_python_client_runs_against_the_gateway(gateway: Gateway) -> None:
+    """docs/gateway.md's OpenAI SDK example (its one `py` block), run as written."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "gateway.md").read_text()
+    [block] = re.findall(r"```py\n(.*?)```", page, flags=re.S)
+    env = {**os.environ, "LAYER_BASE_URL": f"{gateway.url}/v1", "LAYER_KEY": gateway.any_key}
+    done = subprocess.run(
+        [sys.executable, "-c", block], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    sized, listed = done.stdout.splitlines()
+    assert sized.endswith("base64 characters for $0")
+    assert int(sized.split()[0]) > 1000
+    assert listed == str(sorted(GATES))
 
 
 # --- the official OpenAI SDK for Node ----------------------------------------------------------
