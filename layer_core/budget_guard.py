@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from layer_core.schema import Attempt, ImageOutput, ImageRequest, ImageResponse
 
 log = logging.getLogger("layer")
+
+#: The name of the gateway key the current request came in with: `layer serve` sets it around
+#: each call, and the request's ledger record carries it (`layer costs --by key`).
+current_key: ContextVar[str | None] = ContextVar("layer_current_key", default=None)
 
 #: Tries to reserve a budget when other requests keep taking what is left in between.
 RESERVE_TRIES = 8
@@ -205,6 +210,7 @@ class BudgetGuard:
             attempts=attempts,
             prompt=request.data.prompt if self._store_prompts else None,
             hold=hold,
+            key=current_key.get(),
         )
 
     def _failure_record(

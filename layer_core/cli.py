@@ -1,4 +1,5 @@
-"""The `layer` command: image, batch, gallery, explain, models, plugins, gates, costs, check."""
+"""The `layer` command: image, batch, gallery, explain, models, plugins, gates, costs, check,
+serve, keys."""
 
 from __future__ import annotations
 
@@ -1013,8 +1014,8 @@ def gates(ctx: click.Context, as_json: bool) -> None:
     "--by",
     multiple=True,
     metavar="DIMENSION",
-    help="Group by gate, model, provider, deployment, day, status or meta.KEY (a metadata key); "
-    "repeatable.",
+    help="Group by gate, model, provider, deployment, day, status, key (gateway key) or meta.KEY "
+    "(a metadata key); repeatable.",
 )
 @click.option("--since", metavar="WHEN", help="From: an age (30m, 12h, 7d, 2w) or ISO date/time.")
 @click.option("--until", metavar="WHEN", help="Up to (not including): same forms as --since.")
@@ -1114,6 +1115,238 @@ def check(ctx: click.Context, config: Path | None) -> None:
     )
     if errors:
         raise SystemExit(EXIT_BAD_INPUT)
+
+
+# --- the gateway: `layer serve` and its keys ------------------------------------------------
+
+
+def _server_extra() -> None:
+    import importlib.util
+
+    missing = [
+        m for m in ("fastapi", "uvicorn", "prometheus_client") if not importlib.util.find_spec(m)
+    ]
+    if missing:
+        _fail(
+            f"layer serve needs the server extra ({', '.join(missing)} missing): "
+            "pip install 'layer-core[server]'",
+            EXIT_FAILED,
+        )
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Worker processes (each with its own Layer; they share the ledger).",
+)
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Serve without API keys (every gate to anyone): only on a loopback host.",
+)
+@click.option(
+    "--max-body",
+    "max_body",
+    type=click.IntRange(1024),
+    default=1024 * 1024,
+    show_default=True,
+    help="Largest request body, in bytes (413 over it).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=300.0,
+    show_default=True,
+    help="Seconds a generation may take before the gateway answers 504.",
+)
+@click.option(
+    "--key-concurrency",
+    type=click.IntRange(1),
+    default=16,
+    show_default=True,
+    help="Requests one key may have in flight per process (429 over it).",
+)
+@click.option(
+    "--cors-origin",
+    "cors",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Allow browser requests from ORIGIN (repeatable); off unless given.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM, seconds to let requests in flight finish.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="A JSON line per request on stderr.",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int,
+    no_auth: bool,
+    max_body: int,
+    timeout: float,
+    key_concurrency: int,
+    cors: tuple[str, ...],
+    grace: float,
+    access_log: bool,
+) -> None:
+    """Serve the config's gates over HTTP: the seed's /v3/image and OpenAI's
+    /v1/images/generations, with API keys, budgets and Prometheus metrics."""
+    _server_extra()
+    from layer_core.server import serve as run
+
+    config = (ctx.obj or {}).get("config")
+    try:
+        run(
+            host=host,
+            port=port,
+            workers=workers,
+            config=str(config) if config else None,
+            no_auth=no_auth,
+            max_body_bytes=max_body,
+            timeout=timeout,
+            key_concurrency=key_concurrency,
+            cors_origins=cors,
+            grace=grace,
+            access_log=access_log,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@cli.group(cls=_Commands)
+def keys() -> None:
+    """API keys for `layer serve`, kept (hashed) in the ledger database."""
+
+
+def _key_store(ctx: click.Context) -> Any:
+    from layer_core.config import load_config
+    from layer_core.ledger import Ledger, ledger_url
+
+    with _errors():
+        config = load_config((ctx.find_root().obj or {}).get("config"))
+        url = ledger_url(config.ledger)
+        if url is None:
+            raise ConfigError(
+                f"{config.source}: keys live in the ledger, which is off (ledger = false)"
+            )
+        return Ledger.for_url(url)
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--gates", required=True, metavar="A,B", help="Gates the key may use ('*': all).")
+@click.option("--budget", metavar="AMOUNT/PERIOD", help="Spend limit, e.g. 25/monthly, 5/daily.")
+@click.option("--rpm", type=click.IntRange(1), help="Requests a minute, across every instance.")
+@click.pass_context
+def keys_create(
+    ctx: click.Context, name: str, gates: str, budget: str | None, rpm: int | None
+) -> None:
+    """Make a key; it is printed once and stored only as its SHA-256."""
+    from layer_core.server.keys import create_key, parse_budget
+
+    ledger = _key_store(ctx)
+    try:
+        limit = parse_budget(budget) if budget else None
+        key, token = create_key(ledger.store(), name, gates.split(","), budget=limit, rpm=rpm)
+    except ValueError as exc:
+        _fail(str(exc))
+    except LayerError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    finally:
+        ledger.close()
+    click.echo(token)
+    limits = [f"budget {money(key.budget.amount)}/{key.budget.period}"] if key.budget else []
+    limits += [f"{key.rpm} requests/minute"] if key.rpm else []
+    _say(
+        _console(stderr=True),
+        "note",
+        f"key {key.name!r} for gates {', '.join(key.gates)}"
+        + (f" ({', '.join(limits)})" if limits else "")
+        + ": keep it now, it is not shown again",
+    )
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """The keys: name, first characters, gates, limits, made, revoked."""
+    from layer_core.server.keys import list_keys
+
+    ledger = _key_store(ctx)
+    try:
+        found = list_keys(ledger.store())
+    except Exception as exc:  # noqa: BLE001 - the database's error, without its password
+        _fail(str(ledger._unavailable(exc)), EXIT_FAILED)
+    finally:
+        ledger.close()
+    if as_json:
+        rows = [
+            {
+                "name": k.name,
+                "prefix": k.prefix,
+                "gates": list(k.gates),
+                "budget": f"{k.budget.amount}/{k.budget.period}" if k.budget else None,
+                "rpm": k.rpm,
+                "created": k.created.isoformat(timespec="seconds"),
+                "revoked": k.revoked.isoformat(timespec="seconds") if k.revoked else None,
+            }
+            for k in found
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _table(
+        _console(),
+        [_Column(n) for n in ("name", "prefix", "gates", "budget", "rpm", "created", "revoked")],
+        [
+            [
+                k.name,
+                k.prefix + "…",
+                list(k.gates),
+                f"{money(k.budget.amount)}/{k.budget.period}" if k.budget else "-",
+                str(k.rpm or "-"),
+                f"{k.created:%Y-%m-%d %H:%M}",
+                f"{k.revoked:%Y-%m-%d %H:%M}" if k.revoked else "-",
+            ]
+            for k in found
+        ],
+        title="API keys",
+    )
+
+
+@keys.command("revoke")
+@click.argument("name")
+@click.pass_context
+def keys_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke a key: every instance refuses it from its next request."""
+    from datetime import UTC, datetime
+
+    ledger = _key_store(ctx)
+    try:
+        done_ = ledger.store().revoke_key(name, datetime.now(UTC))
+    except Exception as exc:  # noqa: BLE001 - the database's error, without its password
+        _fail(str(ledger._unavailable(exc)), EXIT_FAILED)
+    finally:
+        ledger.close()
+    if not done_:
+        _fail(f"no live key named {name!r} (`layer keys list` shows them)")
+    _say(_console(stderr=True), "note", f"key {name!r} revoked")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -242,6 +242,8 @@ def test_costs_group_by_deployment(tmp_path: Path) -> None:
 def test_a_ledger_from_before_deployments_is_upgraded_in_place(ledger_url: str) -> None:
     from sqlalchemy import create_engine, text
 
+    from layer_core.ledger.store import SCHEMA_VERSION
+
     with layer_with(acme(), gates={"g": {"model": "m"}}, ledger=ledger_url) as layer:
         layer.image("g", {"prompt": "a fox"})  # a record, then the schema as version 1 left it
     engine = create_engine(ledger_url)
@@ -249,12 +251,16 @@ def test_a_ledger_from_before_deployments_is_upgraded_in_place(ledger_url: str) 
         with engine.begin() as conn:
             conn.execute(text("UPDATE layer_requests SET deployment = NULL"))
             conn.execute(text("ALTER TABLE layer_requests DROP COLUMN deployment"))
+            conn.execute(text("DROP TABLE layer_keys"))  # and what later versions added
+            conn.execute(text("DROP TABLE layer_key_minutes"))
+            conn.execute(text("ALTER TABLE layer_requests DROP COLUMN key_name"))
             conn.execute(text("UPDATE layer_schema SET version = 1"))
         with layer_with(acme(), gates={"g": {"model": "m"}}, ledger=ledger_url) as layer:
             layer.image("g", {"prompt": "a fox"})
             report = layer.costs(by="deployment")
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version FROM layer_schema")).all() == [(2,)]
+            version = conn.execute(text("SELECT version FROM layer_schema")).scalar()
+        assert version == SCHEMA_VERSION
     finally:
         engine.dispose()
     assert {row.group["deployment"]: row.requests for row in report.rows} == {

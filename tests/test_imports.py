@@ -13,6 +13,8 @@ SDKS = (
     *("openai", "google", "replicate", "stability_sdk", "grpc", "fal_client"),
     *("PIL", "httpx", "aiohttp", "rich", "click"),
 )
+#: the gateway's server stack (`layer serve`), never loaded by a `Layer`
+SERVER = ("fastapi", "starlette", "uvicorn", "prometheus_client")
 #: The plugins of the development environment (the core's built-in one and the providers
 #: installed), each with a provider SDK or library of its own.
 PLUGINS = (
@@ -44,7 +46,7 @@ def test_the_default_layer_imports_no_provider_sdk() -> None:
     """`Layer()` as an app first writes it: every plugin, the default config and ledger."""
     modules = imported_after("from layer_core import Layer; Layer()")
     assert set(PLUGINS) <= modules, "every plugin is loaded"
-    assert not {m for m in modules if m.split(".")[0] in SDKS + TEST_KIT}
+    assert not {m for m in modules if m.split(".")[0] in SDKS + TEST_KIT + SERVER}
 
 
 def test_the_test_helpers_need_no_test_framework_until_asked() -> None:

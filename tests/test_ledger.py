@@ -445,7 +445,8 @@ def test_grouping_on_an_unknown_dimension_is_refused_with_the_choices() -> None:
     acme = two_model_provider()
     with layer_with(acme, gates={"g": {"model": "primary"}}, ledger="memory") as layer:
         with pytest.raises(
-            ValueError, match=r"gate, model, provider, deployment, day, status or meta.<key>"
+            ValueError,
+            match=r"gate, model, provider, deployment, day, status, key or meta.<key>",
         ):
             layer.costs(by="colour")
         with pytest.raises(ValueError, match="not a time"):

@@ -76,6 +76,8 @@ class LedgerRecord:
     attempts: Sequence[Attempt] = ()
     prompt: str | None = None
     hold: Hold | None = None
+    key: str | None = None
+    """the name of the gateway key the request came in with (`layer serve`), if any."""
 
     def row(self) -> dict[str, Any]:
         """Column values (created as naive UTC, as the tables store it)."""
@@ -96,6 +98,7 @@ class LedgerRecord:
             "meta": dict(self.metadata),
             "attempts": [a.model_dump(mode="json", exclude_none=True) for a in self.attempts],
             "prompt": self.prompt,
+            "key_name": self.key,
         }
 
     @classmethod
@@ -117,6 +120,7 @@ class LedgerRecord:
             metadata=row["meta"] or {},
             attempts=tuple(Attempt.model_validate(a) for a in row["attempts"] or ()),
             prompt=row["prompt"],
+            key=row.get("key_name"),
         )
 
 

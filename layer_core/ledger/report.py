@@ -11,7 +11,7 @@ from typing import Any
 
 from layer_core.money import money
 
-DIMENSIONS = ("gate", "model", "provider", "deployment", "day", "status")
+DIMENSIONS = ("gate", "model", "provider", "deployment", "day", "status", "key")
 """What `by` can group on, besides `meta.<key>` (a metadata key)."""
 
 When = datetime | date | str | None

@@ -64,6 +64,7 @@ class SpoolLine(TypedDict):
     meta: dict[str, Any]
     attempts: list[Attempt]
     prompt: str | None
+    key_name: NotRequired[str | None]
     hold: NotRequired[Hold | None]
 
 

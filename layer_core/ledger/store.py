@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
     UpsertInsert = SqliteInsert | PgInsert
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _add_deployment(conn: Connection) -> None:
@@ -198,6 +198,7 @@ requests = Table(
     Column("metadata", Document, key="meta", nullable=False),
     Column("attempts", Document, nullable=False),
     Column("prompt", Text),
+    Column("key_name", String(200)),
     Index("ix_layer_requests_created", "created"),
     Index("ix_layer_requests_gate_created", "gate_id", "created"),
 )
@@ -221,6 +222,31 @@ reservations = Table(
     Column("amount", Money, nullable=False),
     Column("expires", DateTime, nullable=False),
     Index("ix_layer_budget_reservations_gate", "gate_id", "period", "period_start"),
+)
+
+#: The gateway's API keys (`layer keys`): the SHA-256 of each token, never the token.
+api_keys = Table(
+    "layer_keys",
+    METADATA,
+    Column("name", String(200), primary_key=True),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("gates", Document, nullable=False),
+    Column("budget", Money),
+    Column("budget_period", String(16)),
+    Column("rpm", Integer),
+    Column("created", DateTime, nullable=False),
+    Column("revoked", DateTime),
+)
+
+#: Requests per key per UTC minute: the gateway's rate limit, counted here so every instance
+#: on this database sees the same count.
+key_minutes = Table(
+    "layer_key_minutes",
+    METADATA,
+    Column("key_name", String(200), primary_key=True),
+    Column("minute", DateTime, primary_key=True),
+    Column("requests", Integer, nullable=False),
 )
 
 schema_version = Table(
@@ -269,6 +295,15 @@ ADD_SPENT = (
     .values(spent=exact_add(budget_periods.c.spent, bindparam("b_cost", type_=Money())))
 )
 DROP_HOLD = delete(reservations).where(reservations.c.id == bindparam("b_hold"))
+
+
+def _add_keys(conn: Connection) -> None:
+    """2 → 3: the gateway's key tables, and the key each request came in with."""
+    METADATA.create_all(conn, tables=[api_keys, key_minutes])
+    conn.exec_driver_sql("ALTER TABLE layer_requests ADD COLUMN key_name VARCHAR(200)")
+
+
+UPGRADES[2] = _add_keys
 
 
 class LedgerSchemaError(RuntimeError):
@@ -479,6 +514,7 @@ class SqlStore:
             "provider": requests.c.provider,
             "deployment": requests.c.deployment,
             "status": requests.c.status,
+            "key": requests.c.key_name,
         }[name]
         return column
 
@@ -496,6 +532,71 @@ class SqlStore:
         """How many budget reservations are held (expired or not)."""
         with self._read() as conn:
             return int(conn.scalar(select(func.count()).select_from(reservations)) or 0)
+
+    # --- the gateway's keys ------------------------------------------------------------------
+
+    def add_key(self, row: dict[str, Any]) -> bool:
+        """Insert a key's row; False when a key of that name exists (revoked or not)."""
+        insert = _upsert(self.backend)(api_keys).on_conflict_do_nothing()
+        with self._write() as conn:
+            added = conn.scalar(insert.returning(api_keys.c.name), row)
+        return added is not None
+
+    def all_keys(self) -> list[dict[str, Any]]:
+        """Every key's row (digest included), by name."""
+        with self._read() as conn:
+            rows = conn.execute(select(api_keys).order_by(api_keys.c.name))
+            return [dict(row._mapping) for row in rows]
+
+    def key_for_digest(self, digest: str) -> dict[str, Any] | None:
+        """The row of the key whose token hashes to `digest`, if any."""
+        with self._read() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.digest == digest)).first()
+        return None if row is None else dict(row._mapping)
+
+    def revoke_key(self, name: str, now: datetime) -> bool:
+        """Mark a key revoked (from `now` on); False when no live key has that name."""
+        query = (
+            update(api_keys)
+            .where(api_keys.c.name == name, api_keys.c.revoked.is_(None))
+            .values(revoked=naive_utc(now))
+        )
+        with self._write() as conn:
+            return conn.execute(query).rowcount > 0
+
+    def count_request(self, key_name: str, minute: datetime) -> int:
+        """Count one request of `key_name` in the UTC minute starting at `minute`, and return
+        the minute's count so far (this one included); the key's older minutes are dropped."""
+        start = naive_utc(minute)
+        insert = _upsert(self.backend)(key_minutes).values(
+            key_name=key_name, minute=start, requests=1
+        )
+        upsert = insert.on_conflict_do_update(
+            index_elements=[key_minutes.c.key_name, key_minutes.c.minute],
+            set_={"requests": key_minutes.c.requests + 1},
+        ).returning(key_minutes.c.requests)
+        with self._write() as conn:
+            count = int(conn.scalar(upsert) or 0)
+            if count == 1:
+                conn.execute(
+                    delete(key_minutes).where(
+                        key_minutes.c.key_name == key_name, key_minutes.c.minute < start
+                    )
+                )
+        return count
+
+    def settle_hold(self, hold: Hold, cost: Decimal) -> None:
+        """Add `cost` to the spend of the hold's period and drop the hold, in one transaction:
+        for a budget that no request record settles (a gateway key's)."""
+        key = {
+            "b_gate": hold.gate_id,
+            "b_period": hold.period,
+            "b_start": naive_utc(hold.period_start),
+        }
+        with self._write() as conn:
+            if cost:
+                conn.execute(ADD_SPENT, {**key, "b_cost": cost})
+            conn.execute(DROP_HOLD, {"b_hold": hold.id})
 
 
 def _window(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
