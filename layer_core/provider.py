@@ -22,7 +22,7 @@ import time
 import warnings
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
@@ -146,6 +146,7 @@ class Provider(ABC, Generic[SettingsT, ClientT]):
         self._take(self.Settings())
         self._clients: PerLoop[ClientT] = PerLoop(self.make_client)
         self._call_options = _CallOptions(self)
+        self._background: set[asyncio.Task[None]] = set()
 
     def another(self, instance: str) -> Self:
         """Another instance of this provider, named `instance`, not yet configured: the core
@@ -162,6 +163,7 @@ class Provider(ABC, Generic[SettingsT, ClientT]):
             clone._take(clone.Settings())
             clone._clients = PerLoop(clone.make_client)
             clone._call_options = _CallOptions(clone)
+            clone._background = set()
         clone.instance = instance
         return clone
 
@@ -216,10 +218,30 @@ class Provider(ABC, Generic[SettingsT, ClientT]):
         """
         return self._clients.get()
 
+    async def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Await `work` in a task of its own, so that cancelling the caller cannot interrupt it.
+
+        For clean-up that must reach the provider even when the attempt is being cancelled (the
+        gate's timeout), e.g. cancelling a queued job so it stops running and billing: the
+        caller's `CancelledError` still propagates, the work goes on, and `aclose` waits for it.
+        """
+        import asyncio
+
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        await asyncio.shield(task)
+
     async def aclose(self) -> None:
-        """Close the running loop's client, if one was made: with its `aclose()` (httpx) or
-        `close()` (the openai SDK). A provider holding more overrides this and calls
-        `await super().aclose()`."""
+        """Let this loop's `in_background` work finish, then close the running loop's client, if
+        one was made: with its `aclose()` (httpx) or `close()` (the openai SDK). A provider
+        holding more overrides this and calls `await super().aclose()`."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        pending = [task for task in self._background if task.get_loop() is loop]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
         client = self._clients.pop()
         if client is None:
             return

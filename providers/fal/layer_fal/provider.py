@@ -32,8 +32,6 @@ from layer_core.schema import ImageOutput
 from layer_fal.models import MODELS, FalModel, model_for
 
 if TYPE_CHECKING:
-    import asyncio
-
     import httpx
     from fal_client import AsyncClient, AsyncRequestHandle
 
@@ -71,10 +69,6 @@ class FalProvider(Provider[FalSettings, _Connection]):
 
     name = "fal"
     key_env_var = "FAL_KEY"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cancels: set[asyncio.Task[None]] = set()
 
     def models(self) -> list[ModelSpec]:
         return [model.spec for model in MODELS]
@@ -114,14 +108,9 @@ class FalProvider(Provider[FalSettings, _Connection]):
             pause = min(pause * 2, self.settings.max_poll_interval)
 
     async def _cancel(self, handle: AsyncRequestHandle) -> None:
-        """Cancel the request on fal, in a task of its own so that the cancellation of the caller
-        (which is usually why we are here) cannot interrupt the cancel."""
-        import asyncio
-
-        task = asyncio.get_running_loop().create_task(_send_cancel(handle))
-        self._cancels.add(task)
-        task.add_done_callback(self._cancels.discard)
-        await asyncio.shield(task)
+        """Cancel the request on fal; the cancellation of the caller (which is usually why we
+        are here) cannot interrupt it."""
+        await self.in_background(_send_cancel(handle))
 
     def _images(self, model: FalModel, call: GenerationCall, result: Any) -> list[ImageOutput]:
         if not isinstance(result, dict) or not isinstance(result.get("images"), list):
@@ -187,16 +176,6 @@ class FalProvider(Provider[FalSettings, _Connection]):
             raise ProviderUnavailable(f"fal: {exc}") from None
         except (ValueError, KeyError, TypeError) as exc:  # a reply fal-client could not read
             raise malformed_reply(f"{type(exc).__name__}: {str(exc)[:200]}") from None
-
-    async def aclose(self) -> None:
-        """Let this loop's pending cancels finish, then close its connection."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        pending = [task for task in self._cancels if task.get_loop() is loop]
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-        await super().aclose()
 
 
 async def _send_cancel(handle: AsyncRequestHandle) -> None:

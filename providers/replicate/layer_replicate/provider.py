@@ -39,8 +39,6 @@ from layer_core.schema import ImageOutput
 from layer_replicate.models import MODELS, ReplicateModel, model_for
 
 if TYPE_CHECKING:
-    import asyncio
-
     import httpx
     from replicate.client import Client
     from replicate.prediction import Prediction
@@ -95,10 +93,6 @@ class ReplicateProvider(Provider[ReplicateSettings, _Connection]):
 
     name = "replicate"
     key_env_var = "REPLICATE_API_TOKEN"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cancels: set[asyncio.Task[None]] = set()
 
     def models(self) -> list[ModelSpec]:
         return [model.spec for model in MODELS]
@@ -164,14 +158,9 @@ class ReplicateProvider(Provider[ReplicateSettings, _Connection]):
         return prediction
 
     async def _cancel(self, client: Client, prediction_id: str) -> None:
-        """Cancel a prediction on Replicate, in a task of its own so that the cancellation of
-        the caller (which is usually why we are here) cannot interrupt the request."""
-        import asyncio
-
-        task = asyncio.get_running_loop().create_task(_send_cancel(client, prediction_id))
-        self._cancels.add(task)
-        task.add_done_callback(self._cancels.discard)
-        await asyncio.shield(task)
+        """Cancel a prediction on Replicate; the cancellation of the caller (which is usually
+        why we are here) cannot interrupt it."""
+        await self.in_background(_send_cancel(client, prediction_id))
 
     def _images(
         self, model: ReplicateModel, call: GenerationCall, prediction: Prediction
@@ -219,16 +208,6 @@ class ReplicateProvider(Provider[ReplicateSettings, _Connection]):
             ) from None
         except (ValueError, TypeError, KeyError) as exc:  # a body the SDK could not read
             raise malformed_reply(str(exc)[:300]) from None
-
-    async def aclose(self) -> None:
-        """Let this loop's pending cancels finish, then close its connection."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        pending = [task for task in self._cancels if task.get_loop() is loop]
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-        await super().aclose()
 
 
 async def _raise_for_status(response: httpx.Response) -> None:
