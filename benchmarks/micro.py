@@ -156,7 +156,7 @@ def plan_timings() -> dict[str, Any]:
     return results
 
 
-def own_cost(requests: int = 5000, repeat: int = 7) -> dict[str, Any]:
+def own_cost(requests: int = 5000, repeat: int = 7, state: str | None = None) -> dict[str, Any]:
     """layer's own work per request: `await layer.aimage(...)` with an SDK that answers at once.
 
     The openai SDK's `AsyncImages.generate` is replaced by a coroutine that yields to the event
@@ -165,7 +165,8 @@ def own_cost(requests: int = 5000, repeat: int = 7) -> dict[str, Any]:
     awaited alone is timed too, and subtracted: what is left is layer's work per request (parsing,
     planning, the executor and its timeout, the provider's mapping in and out, the response),
     with no I/O and no SDK. With real I/O in between, the same code runs with colder caches and
-    costs more; the sequential workload shows that.
+    costs more; the sequential workload shows that. `state` puts the live provider state in
+    that store (e.g. ``redis://127.0.0.1:6379/0``) instead of this process's memory.
     """
     import asyncio
     from unittest import mock
@@ -196,7 +197,8 @@ def own_cost(requests: int = 5000, repeat: int = 7) -> dict[str, Any]:
         return per_request
 
     async def run() -> tuple[list[float], list[float]]:
-        layer = Layer(layer_config("http://127.0.0.1:9/v1"))  # never contacted
+        config = layer_config("http://127.0.0.1:9/v1")  # never contacted
+        layer = Layer({**config, "state": state} if state else config)
         body = {"prompt": PROMPT, "count": 1}
         try:
             through_layer = await timed(lambda: layer.aimage("bench", body))
@@ -216,6 +218,7 @@ def own_cost(requests: int = 5000, repeat: int = 7) -> dict[str, Any]:
         "min_us": round(min(through_layer) - baseline, 2),
         "median_us": round(statistics.median(through_layer) - baseline, 2),
         "stand_in_us": round(baseline, 2),
+        "state": state or "memory",
     }
 
 
@@ -224,13 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=("cold", "plan", "own"))
     parser.add_argument("--runs", type=int, default=20, help="cold: fresh processes")
     parser.add_argument("--requests", type=int, default=5000, help="own: requests per timed run")
+    parser.add_argument("--state", help="own: the live state store's URL (default: memory)")
     args = parser.parse_args(argv)
     if args.what == "cold":
         result = cold(args.runs)
     elif args.what == "plan":
         result = plan_timings()
     else:
-        result = own_cost(args.requests)
+        result = own_cost(args.requests, state=args.state)
     print(json.dumps(result))
     return 0
 
