@@ -22,7 +22,13 @@ from layer_core.errors import ConfigError
 from layer_core.gates import Gate
 from layer_core.ledger import ledger_url
 from layer_core.provider import Provider, ProviderSettings
-from layer_core.state import DEFAULT_PREFIX, DEFAULT_RULES, HealthRules, check_state_url
+from layer_core.state import (
+    DEFAULT_PREFIX,
+    DEFAULT_REDIS_TIMEOUT,
+    DEFAULT_RULES,
+    HealthRules,
+    check_state_url,
+)
 from layer_core.validation import describe, unknown_key
 
 TOP_LEVEL_KEYS = (
@@ -30,6 +36,7 @@ TOP_LEVEL_KEYS = (
     "store_prompts",
     "state",
     "state_prefix",
+    "state_timeout",
     "health",
     "plugins",
     "providers",
@@ -51,6 +58,8 @@ class LayerConfig:
     state: str = "memory"
     """where live provider state lives: "memory" or a Redis URL (`LAYER_STATE_URL` wins)."""
     state_prefix: str = DEFAULT_PREFIX
+    state_timeout: float = DEFAULT_REDIS_TIMEOUT
+    """seconds a Redis command may take before the process serves on its own state."""
     health: HealthRules = DEFAULT_RULES
     """`[health]`: circuit breaker rules of every gate that sets none of its own."""
     load: list[str] | None = None
@@ -125,6 +134,11 @@ def load_config(config: ConfigSource) -> LayerConfig:
     state_prefix = raw.get("state_prefix", DEFAULT_PREFIX)
     if not isinstance(state_prefix, str) or not state_prefix:
         raise ConfigError(f'{source}: state_prefix must be a non-empty string, e.g. "layer:"')
+    state_timeout = raw.get("state_timeout", DEFAULT_REDIS_TIMEOUT)
+    if isinstance(state_timeout, bool) or not isinstance(state_timeout, int | float):
+        raise ConfigError(f"{source}: state_timeout must be a number of seconds, e.g. 0.1")
+    if not 0 < state_timeout <= 10:
+        raise ConfigError(f"{source}: state_timeout must be over 0 and at most 10 seconds")
     health_raw = raw.get("health", {})
     if not isinstance(health_raw, Mapping):
         raise ConfigError(f"{source}: [health] must be a table, e.g. [health] failures = 3")
@@ -177,6 +191,7 @@ def load_config(config: ConfigSource) -> LayerConfig:
         store_prompts=store_prompts,
         state=state,
         state_prefix=state_prefix,
+        state_timeout=float(state_timeout),
         health=health,
         load=list(load) if load is not None else None,
         plugin_settings=settings,

@@ -178,7 +178,9 @@ class Layer:
         if self._store is None:
             url = state_url(self.config.state, self._environ)
             try:
-                self._store = open_store(url, prefix=self.config.state_prefix)
+                self._store = open_store(
+                    url, prefix=self.config.state_prefix, timeout=self.config.state_timeout
+                )
             except ValueError as exc:
                 raise ConfigError(f"LAYER_STATE_URL: {exc}") from None
         return self._store

@@ -24,6 +24,7 @@ def main(fake_url: str, redis_url: str, prefix: str, n: int) -> None:
             "ledger": False,
             "state": redis_url,
             "state_prefix": prefix,
+            "state_timeout": 2.0,  # a loaded test machine is slow, not Redis down
             "plugins": {
                 "openai": {
                     "base_url": f"{fake_url}/v1",

@@ -242,6 +242,8 @@ def test_health_rules_come_from_the_config_and_the_gate() -> None:
         ({"health": {"cooldown": 10, "max_cooldown": 5}}, "raise max_cooldown"),
         ({"health": {"cooldwn": 1}}, "cooldwn"),
         ({"state": "postgres://x"}, 'use "memory"'),
+        ({"state_timeout": 0}, "state_timeout must be over 0"),
+        ({"state_timeout": "fast"}, "state_timeout must be a number of seconds"),
         ({"gates": {"g": {"model": "m", "health": {"failures": -1}}}}, "[gates.g]"),
     ],
 )

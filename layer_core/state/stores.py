@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from layer_core.state import DEFAULT_PREFIX, StateStore, check_state_url
+from layer_core.state import DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT, StateStore, check_state_url
 
 
-def open_store(url: str, *, prefix: str = DEFAULT_PREFIX) -> StateStore:
+def open_store(
+    url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = DEFAULT_REDIS_TIMEOUT
+) -> StateStore:
     """The store for `url` ("memory" or a Redis URL); a Redis one connects on first use."""
     check_state_url(url)
     if url == "memory":
@@ -14,4 +16,4 @@ def open_store(url: str, *, prefix: str = DEFAULT_PREFIX) -> StateStore:
         return MemoryStore()
     from layer_core.state.redis import RedisStore
 
-    return RedisStore(url, prefix=prefix)
+    return RedisStore(url, prefix=prefix, timeout=timeout)
